@@ -1,0 +1,42 @@
+# The two commands a new user needs: `make train` and `make test`.
+# Each does its own set-up (a project-local .venv with torch==2.11.0, the default
+# corpus, the build), idempotently and only once.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+CORPUS  := data/shakespeare.txt
+BIN     := target/release/chargpt
+ARGS    ?=
+
+.PHONY: all setup data build train test reference bench clean-runs
+
+all: build
+
+$(STAMP): scripts/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
+	ln -sfn "$$($(PY) -c 'import torch, os; print(os.path.dirname(torch.__file__))')" $(VENV)/libtorch
+	touch $@
+
+setup: $(STAMP)
+
+$(CORPUS): $(STAMP) scripts/make_corpus.py data/shakespeare.sha256
+	$(PY) scripts/make_corpus.py
+
+data: $(CORPUS)
+
+build: $(STAMP)
+	cargo build --release
+
+train: build $(CORPUS)
+	$(BIN) train $(ARGS)
+
+test: build $(CORPUS)
+	cargo test --release -- --test-threads 2
+
+reference: $(STAMP)
+	$(PY) scripts/dump_reference.py
+
+bench: build
+	cargo bench --bench step

@@ -1,0 +1,32 @@
+//! Link-time set-up that tch does not do for us:
+//! - an rpath to libtorch's lib dir, so the binary runs without LD_LIBRARY_PATH;
+//! - `libtorch_cuda.so` linked with `--no-as-needed` when present: nothing in our code
+//!   references it, so the linker would drop it and CUDA would silently look absent;
+//! - a small C++ shim for what tch does not expose (the CPU generator's state, for
+//!   resumable runs that draw the same random numbers as uninterrupted ones).
+use std::path::PathBuf;
+
+fn main() {
+    let lib = PathBuf::from(
+        std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"),
+    );
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!(
+            "cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed",
+            lib.display()
+        );
+    }
+    let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/rng_state.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .warnings(false)
+        .compile("chargpt_shim");
+    println!("cargo:rerun-if-changed=csrc/rng_state.cpp");
+    println!("cargo:rerun-if-changed=build.rs");
+}

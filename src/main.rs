@@ -1,0 +1,476 @@
+//! The `chargpt` command line: train, generate, eval, models, plot.
+
+use anyhow::{bail, Context, Result};
+use chargpt::checkpoint;
+use chargpt::data::{read_text, Dataset, Split, Vocab};
+use chargpt::layers::Config;
+use chargpt::models::{parse_model_list, Model, ModelKind};
+use chargpt::sample;
+use chargpt::train::{self, RunDir, Stopped, TrainJob, TrainOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tch::Device;
+
+const DEFAULT_DATA: &str = "data/shakespeare.txt";
+
+#[derive(Parser)]
+#[command(name = "chargpt", version, about = "The blog's ten character-level language models, V1 (bigram) to V10 (GPT), on libtorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train the selected models one after another, each from scratch, then sample each.
+    Train(TrainArgs),
+    /// Stream characters from a trained checkpoint.
+    Generate(GenerateArgs),
+    /// Deterministic loss of a checkpoint over consecutive windows of the val (or train) split.
+    Eval(EvalArgs),
+    /// List the ten models and their parameter counts for the given sizes.
+    Models(ModelsArgs),
+    /// Draw loss.png/loss.svg (and the final-loss bars) for a run folder.
+    Plot {
+        /// A run folder written by `chargpt train`.
+        run_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Preset {
+    /// The blog's values (MODELS.md "The trainer"); the default on CUDA.
+    Blog,
+    /// Sized for a 2-core CPU: all ten models in about half an hour; the default on a CPU.
+    Cpu,
+    /// A seconds-long smoke test.
+    Tiny,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Args)]
+struct SizeArgs {
+    /// Embedding width C.
+    #[arg(long)]
+    n_embed: Option<i64>,
+    /// Attention heads H.
+    #[arg(long)]
+    num_heads: Option<i64>,
+    /// Context length Tmax.
+    #[arg(long)]
+    block_size: Option<i64>,
+    /// Blocks L of V10 (V7..V9 always have 3).
+    #[arg(long)]
+    block_layers: Option<i64>,
+    /// Dropout p of V10.
+    #[arg(long)]
+    dropout: Option<f64>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Models to train, e.g. v1,v4,v10 (default: all ten).
+    #[arg(long, default_value = "all")]
+    models: String,
+    /// Hyperparameter preset; flags override it (default: blog on CUDA, cpu otherwise).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    #[command(flatten)]
+    sizes: SizeArgs,
+    #[arg(long)]
+    batch_size: Option<i64>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Training steps per model.
+    #[arg(long)]
+    steps: Option<i64>,
+    /// Evaluate after every this many steps (the blog's log_step).
+    #[arg(long)]
+    eval_every: Option<i64>,
+    /// Batches per split in each evaluation.
+    #[arg(long)]
+    eval_steps: Option<i64>,
+    /// Characters generated after training each model.
+    #[arg(long)]
+    generate_chars: Option<usize>,
+    #[arg(long, default_value_t = 1337)]
+    seed: i64,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// Training text (UTF-8).
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: PathBuf,
+    /// Run folder (default: runs/<corpus>-<preset>-<date-time>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder: finished models are skipped, the one in progress resumes.
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// Allow writing into an existing run folder, replacing its files.
+    #[arg(long)]
+    force: bool,
+    /// Do not draw plots at the end.
+    #[arg(long)]
+    no_plot: bool,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// A model's .safetensors (with its .json beside it).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Text to continue (default: the single token 1, as the blog).
+    #[arg(long)]
+    prompt: Option<String>,
+    #[arg(long, default_value_t = 500)]
+    chars: usize,
+    #[arg(long, default_value_t = 1337)]
+    seed: i64,
+    /// Take the most likely character instead of drawing one.
+    #[arg(long)]
+    greedy: bool,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: PathBuf,
+    /// Also evaluate the train split.
+    #[arg(long)]
+    train: bool,
+    /// Windows per forward pass (memory only; the result does not depend on it).
+    #[arg(long, default_value_t = 64)]
+    batch_windows: i64,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+}
+
+#[derive(Args)]
+struct ModelsArgs {
+    #[arg(long, value_enum, default_value = "blog")]
+    preset: Preset,
+    #[command(flatten)]
+    sizes: SizeArgs,
+    /// Vocabulary size V (default: that of MODELS.md's table).
+    #[arg(long, default_value_t = 84)]
+    vocab_size: i64,
+}
+
+/// The values of a preset, before flags override them.
+fn preset_options(preset: Preset) -> TrainOptions {
+    let base = TrainOptions {
+        models: Vec::new(),
+        batch_size: 64,
+        block_size: 256,
+        n_embed: 384,
+        num_heads: 6,
+        block_layers: 6,
+        dropout: 0.3,
+        lr: 1e-3,
+        steps: 10_000,
+        eval_every: 1000,
+        eval_steps: 10,
+        generate_chars: 1000,
+        seed: 1337,
+        data: PathBuf::new(),
+        preset: format!("{preset:?}").to_lowercase(),
+        device: String::new(),
+    };
+    match preset {
+        Preset::Blog => base,
+        Preset::Cpu => TrainOptions {
+            batch_size: 32,
+            block_size: 64,
+            n_embed: 128,
+            num_heads: 4,
+            block_layers: 4,
+            dropout: 0.2,
+            lr: 3e-3,
+            steps: 2001,
+            eval_every: 250,
+            eval_steps: 20,
+            generate_chars: 500,
+            ..base
+        },
+        Preset::Tiny => TrainOptions {
+            batch_size: 8,
+            block_size: 16,
+            n_embed: 16,
+            num_heads: 2,
+            block_layers: 2,
+            dropout: 0.1,
+            lr: 3e-3,
+            steps: 41,
+            eval_every: 20,
+            eval_steps: 2,
+            generate_chars: 40,
+            ..base
+        },
+    }
+}
+
+fn apply_sizes(o: &mut TrainOptions, s: &SizeArgs) {
+    if let Some(v) = s.n_embed {
+        o.n_embed = v;
+    }
+    if let Some(v) = s.num_heads {
+        o.num_heads = v;
+    }
+    if let Some(v) = s.block_size {
+        o.block_size = v;
+    }
+    if let Some(v) = s.block_layers {
+        o.block_layers = v;
+    }
+    if let Some(v) = s.dropout {
+        o.dropout = v;
+    }
+}
+
+fn select_device(arg: DeviceArg) -> Result<Device> {
+    match arg {
+        DeviceArg::Cpu => Ok(Device::Cpu),
+        DeviceArg::Auto => Ok(Device::cuda_if_available()),
+        DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceArg::Cuda => bail!("--device cuda was asked for but libtorch sees no CUDA GPU; use --device cpu (or auto)"),
+    }
+}
+
+fn device_name(device: Device) -> &'static str {
+    if device.is_cuda() {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+/// Creates (or checks) the run folder, refusing to overwrite an earlier run.
+fn prepare_run_dir(path: &Path, force: bool) -> Result<()> {
+    if path.is_file() {
+        bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
+    }
+    if path.join("run.json").exists() && !force {
+        bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
+    }
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))
+}
+
+fn cmd_train(args: TrainArgs) -> Result<()> {
+    let (opts, run, resumed) = match &args.resume {
+        Some(dir) => {
+            let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| {
+                anyhow::anyhow!("cannot resume {}: no readable run.json there ({e}); pass a folder written by `chargpt train`", dir.display())
+            })?;
+            let opts: TrainOptions = serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", dir.join("run.json").display()))?;
+            (opts, RunDir { path: dir.clone() }, true)
+        }
+        None => {
+            let device = select_device(args.device)?;
+            let preset = args.preset.unwrap_or(if device.is_cuda() { Preset::Blog } else { Preset::Cpu });
+            let mut o = preset_options(preset);
+            apply_sizes(&mut o, &args.sizes);
+            o.models = parse_model_list(&args.models)?.iter().map(|m| m.to_string()).collect();
+            o.batch_size = args.batch_size.unwrap_or(o.batch_size);
+            o.lr = args.lr.unwrap_or(o.lr);
+            o.steps = args.steps.unwrap_or(o.steps);
+            o.eval_every = args.eval_every.unwrap_or(o.eval_every);
+            o.eval_steps = args.eval_steps.unwrap_or(o.eval_steps);
+            o.generate_chars = args.generate_chars.unwrap_or(o.generate_chars);
+            o.seed = args.seed;
+            o.data = args.data.clone();
+            o.device = device_name(device).to_string();
+            let path = args.out.clone().unwrap_or_else(|| {
+                let corpus = args.data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
+                let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+                PathBuf::from("runs").join(format!("{corpus}-{}-{stamp}", o.preset))
+            });
+            (o, RunDir { path }, false)
+        }
+    };
+    opts.validate()?;
+    let kinds = parse_model_list(&opts.models.join(","))?;
+    let device = if resumed { select_device(args.device)? } else { select_device(if opts.device == "cuda" { DeviceArg::Cuda } else { DeviceArg::Cpu })? };
+    let text = read_text(&opts.data)?;
+    let data = Dataset::new(&text).to_device(device);
+    data.check_block_size(opts.block_size)?;
+    let cfg = opts.model_config(data.vocab.len() as i64);
+    for &kind in &kinds {
+        chargpt::models::validate(kind, &cfg)?;
+    }
+    if !resumed {
+        prepare_run_dir(&run.path, args.force)?;
+        checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
+    }
+    println!(
+        "chargpt: training {} on {} ({} chars, vocabulary {}) on {}, preset {}, writing to {}",
+        opts.models.join(","),
+        opts.data.display(),
+        text.chars().count(),
+        data.vocab.len(),
+        device_name(device),
+        opts.preset,
+        run.path.display()
+    );
+    let mut summaries = Vec::new();
+    for &kind in &kinds {
+        if let Some(done) = train::finished_summary(&run, kind) {
+            println!("{kind}: already finished in {}, skipped", run.path.display());
+            summaries.push(done);
+            continue;
+        }
+        let model_params = Model::new(kind, &cfg, Device::Cpu).map(|m| m.num_parameters()).unwrap_or(0);
+        println!("== {kind}: {} ({model_params} parameters)", kind.adds());
+        let job = TrainJob { kind, opts: &opts, data: &data, device, run: Some(&run), stop: Some(Arc::clone(&stop)), verbose: true };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train::train_model(&job)))
+            .unwrap_or_else(|payload| Err(anyhow::anyhow!("{kind}: {}", panic_message(payload))));
+        let trained = match outcome {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(Stopped::Interrupted { .. }) = e.downcast_ref::<Stopped>() {
+                    bail!("{e}; resume with: chargpt train --resume {}", run.path.display());
+                }
+                return Err(e);
+            }
+        };
+        summaries.push(trained.summary);
+        run.write_summary(&summaries)?;
+    }
+    run.write_summary(&summaries)?;
+    println!("\nmodel  parameters  train loss  val loss  s/step  tokens/s");
+    for s in &summaries {
+        println!(
+            "{:<5} {:>11} {:>11.4} {:>9.4} {:>7.4} {:>9.0}",
+            s.model, s.parameters, s.final_train_loss, s.final_val_loss, s.mean_s_per_step, s.tokens_per_s
+        );
+    }
+    if !args.no_plot {
+        chargpt::plot::plot_run(&run.path)?;
+    }
+    println!("results in {}", run.path.display());
+    Ok(())
+}
+
+fn cmd_generate(args: GenerateArgs) -> Result<()> {
+    let device = select_device(args.device)?;
+    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
+    let context = match &args.prompt {
+        Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
+        _ => vec![sample::START_TOKEN.min(vocab.len() as i64 - 1)],
+    };
+    tch::manual_seed(args.seed);
+    let mut out = std::io::stdout().lock();
+    if let Some(p) = &args.prompt {
+        write!(out, "{p}")?;
+    }
+    let mut failed = None;
+    sample::generate(&model, &context, args.chars, args.greedy, |t| {
+        if failed.is_none() {
+            if let Err(e) = write!(out, "{}", vocab.decode_one(t)).and_then(|_| out.flush()) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    writeln!(out).ok();
+    Ok(())
+}
+
+fn cmd_eval(args: EvalArgs) -> Result<()> {
+    if args.batch_windows <= 0 {
+        bail!("--batch-windows must be positive, got {}", args.batch_windows);
+    }
+    let device = select_device(args.device)?;
+    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
+    let text = read_text(&args.data)?;
+    let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", args.data.display()))?;
+    let data = Dataset::from_tokens(vocab, &tokens);
+    data.check_block_size(1)?;
+    let splits: &[Split] = if args.train { &[Split::Train, Split::Val] } else { &[Split::Val] };
+    for &split in splits {
+        let loss = train::deterministic_loss(&model, data.split(split), args.batch_windows);
+        println!("{} {} loss {loss:.6}", model.kind, split.name());
+    }
+    Ok(())
+}
+
+fn cmd_models(args: ModelsArgs) -> Result<()> {
+    let mut o = preset_options(args.preset);
+    apply_sizes(&mut o, &args.sizes);
+    let cfg: Config = o.model_config(args.vocab_size);
+    println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
+    println!("{:<5} {:>12}  adds", "model", "parameters");
+    for kind in ModelKind::ALL {
+        let model = Model::new(kind, &cfg, Device::Cpu)?;
+        println!("{:<5} {:>12}  {}", kind.to_string(), model.num_parameters(), kind.adds());
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Generate(a) => cmd_generate(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Models(a) => cmd_models(a),
+        Command::Plot { run_dir } => chargpt::plot::plot_run(&run_dir),
+    }
+}
+
+/// A libtorch failure surfaces as a panic inside tch; turn it into one line.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown internal error".to_string());
+    if text.to_lowercase().contains("out of memory") {
+        return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
+    }
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    format!("libtorch error: {first}")
+}
+
+fn main() {
+    let cli = Cli::parse();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| run(cli));
+    let code = match result {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            let interrupted = e.chain().any(|c| c.downcast_ref::<Stopped>().is_some()) || e.to_string().starts_with("interrupted");
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            if interrupted {
+                130
+            } else {
+                1
+            }
+        }
+        Err(payload) => {
+            eprintln!("error: {}", panic_message(payload));
+            2
+        }
+    };
+    std::process::exit(code);
+}
