@@ -47,9 +47,9 @@ where
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
-        .build_cartesian_2d(0i64..max_step, (lo..hi).log_scale())
+        .build_cartesian_2d(0i64..max_step, lo..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("step").y_desc("val loss (log scale)").draw().map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("val loss").draw().map_err(err)?;
     for (i, (kind, rows)) in curves.iter().enumerate() {
         let color = Palette99::pick(i * 9 + 1).to_rgba();
         chart
@@ -61,25 +61,30 @@ where
     chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
 
     let top = finals.iter().map(|(_, l)| *l).fold(0.0, f64::max) * 1.15;
-    let n = finals.len() as i32;
+    let n = finals.len() as f64;
     let mut bars = ChartBuilder::on(&right)
         .caption("final val loss", ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(45)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top.max(0.1))
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top.max(0.1))
         .map_err(err)?;
-    let label = |v: &SegmentValue<i32>| match v {
-        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-        SegmentValue::Last => String::new(),
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
     };
-    bars.configure_mesh().disable_x_mesh().x_labels(finals.len()).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
+    bars.configure_mesh()
+        .disable_x_mesh()
+        .x_labels(finals.len() * 2 + 1)
+        .x_label_formatter(&label)
+        .y_desc("loss")
+        .draw()
+        .map_err(err)?;
     for (i, (_, loss)) in finals.iter().enumerate() {
-        let (i, loss) = (i as i32, *loss);
-        let color = Palette99::pick(i as usize * 9 + 1).filled();
-        bars.draw_series(std::iter::once(Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), loss)], color)))
-            .map_err(err)?;
-        let text = Text::new(format!("{loss:.2}"), (SegmentValue::CenterOf(i), loss + top * 0.02), ("sans-serif", 13).into_font().color(&BLACK));
+        let (x, loss) = (i as f64, *loss);
+        let color = Palette99::pick(i * 9 + 1).filled();
+        bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, loss)], color))).map_err(err)?;
+        let text = Text::new(format!("{loss:.2}"), (x - 0.25, loss + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
         bars.draw_series(std::iter::once(text)).map_err(err)?;
     }
     root.present().map_err(err)?;
