@@ -33,6 +33,13 @@ enum Command {
     Eval(EvalArgs),
     /// List the ten models and their parameter counts for the given sizes.
     Models(ModelsArgs),
+    /// Check every model against the PyTorch reference tensors in reference/.
+    Parity {
+        #[arg(long, default_value = "reference")]
+        reference: PathBuf,
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: DeviceArg,
+    },
     /// Draw loss.png/loss.svg (and the final-loss bars) for a run folder.
     Plot {
         /// A run folder written by `chargpt train`.
@@ -430,6 +437,29 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_parity(dir: &Path, device: DeviceArg) -> Result<()> {
+    let device = select_device(device)?;
+    let reference = chargpt::parity::Reference::open(dir)?;
+    println!("parity against PyTorch {} reference in {} on {}", reference.manifest.torch_version, dir.display(), device_name(device));
+    println!("model  init       logits     grads      adamw      run-loss   tokens");
+    for kind in ModelKind::ALL {
+        let r = chargpt::parity::check_model(&reference, kind, device)?;
+        let run = |v: f64| if device.is_cuda() { "-".to_string() } else { format!("{v:.2e}") };
+        println!(
+            "{:<6} {:<10} {:<10.2e} {:<10.2e} {:<10.2e} {:<10} {}",
+            kind.to_string(),
+            run(r.init),
+            r.logits,
+            r.grads,
+            r.adam,
+            run(r.run_losses),
+            if device.is_cuda() { "-" } else if r.tokens_equal { "identical" } else { "DIFFER" }
+        );
+    }
+    println!("all ten models match the reference within the manifest's tolerances");
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => cmd_train(a),
@@ -437,6 +467,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd_eval(a),
         Command::Models(a) => cmd_models(a),
         Command::Plot { run_dir } => chargpt::plot::plot_run(&run_dir),
+        Command::Parity { reference, device } => cmd_parity(&reference, device),
     }
 }
 

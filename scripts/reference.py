@@ -1,0 +1,414 @@
+"""An independent PyTorch implementation of ../shared/MODELS.md: the ten models with
+module names that give exactly its state-dict keys, get_batch, the blog's evaluation
+and training loop, and generation. Plain PyTorch (plus safetensors for checkpoints).
+
+    python scripts/reference.py train --model v10 --seed 1337 --data data/shakespeare.txt ...
+    python scripts/reference.py eval --checkpoint RUN/v10.safetensors --data data/shakespeare.txt
+    python scripts/reference.py export --model v10 --seed 1 --vocab-from data.txt --out DIR
+
+Its printed lines use the same format as `chargpt train`, so the two can be diffed.
+"""
+import argparse
+import json
+import math
+import pathlib
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------- data
+
+
+def load_text(path):
+    return pathlib.Path(path).read_text(encoding="utf-8")
+
+
+class Vocab:
+    def __init__(self, chars):
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    @staticmethod
+    def from_text(text):
+        return Vocab(sorted(set(text)))
+
+    def encode(self, s):
+        return [self.stoi[c] for c in s]
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in ids)
+
+
+def split(tokens):
+    data = torch.tensor(tokens, dtype=torch.long)
+    n = int(0.9 * len(data))
+    return data[:n], data[n:]
+
+
+def get_batch(data, batch_size, block_size, device="cpu"):
+    ix = torch.randint(len(data) - block_size, (batch_size,))
+    x = torch.stack([data[i:i + block_size] for i in ix])
+    y = torch.stack([data[i + 1:i + block_size + 1] for i in ix])
+    return x.to(device), y.to(device)
+
+
+# ---------------------------------------------------------------- layers
+
+
+class LayerNorm(nn.Module):
+    """The blog's LayerNorm: unbiased std, eps added to the std."""
+
+    def __init__(self, dim, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True)
+        return self.gamma * (x - mean) / (std + self.eps) + self.beta
+
+
+class Head(nn.Module):
+    def __init__(self, n_in, n_out, block_size, dropout=None):
+        super().__init__()
+        self.key = nn.Linear(n_in, n_out, bias=False)
+        self.query = nn.Linear(n_in, n_out, bias=False)
+        self.value = nn.Linear(n_in, n_out, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = nn.Dropout(dropout) if dropout is not None else None
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k = self.key(x)
+        q = self.query(x)
+        v = self.value(x)
+        w = q @ k.transpose(-2, -1) * C ** -0.5  # scaled by the input width
+        w = w.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        w = F.softmax(w, dim=-1)
+        if self.dropout is not None:
+            w = self.dropout(w)
+        return w @ v
+
+
+class MultiHead(nn.Module):
+    """variant: 'noproj', 'proj' or 'dropout'."""
+
+    def __init__(self, n_embed, num_heads, block_size, variant, dropout=0.0):
+        super().__init__()
+        head_size = n_embed // num_heads
+        p = dropout if variant == "dropout" else None
+        self.heads = nn.ModuleList([Head(n_embed, head_size, block_size, p) for _ in range(num_heads)])
+        width = head_size * num_heads
+        self.proj = nn.Linear(width, width) if variant != "noproj" else None
+        self.dropout = nn.Dropout(dropout) if variant == "dropout" else None
+
+    def forward(self, x):
+        out = torch.cat([h(x) for h in self.heads], dim=-1)
+        if self.proj is not None:
+            out = self.proj(out)
+        if self.dropout is not None:
+            out = self.dropout(out)
+        return out
+
+
+class FeedForward(nn.Module):
+    """kind 1: Linear(C,C)+ReLU; 2: Linear(C,4C)+ReLU+Linear(4C,C); 3: 2 + Dropout."""
+
+    def __init__(self, n_embed, kind, dropout=0.0):
+        super().__init__()
+        if kind == 1:
+            self.ff = nn.Sequential(nn.Linear(n_embed, n_embed), nn.ReLU())
+        else:
+            layers = [nn.Linear(n_embed, 4 * n_embed), nn.ReLU(), nn.Linear(4 * n_embed, n_embed)]
+            if kind == 3:
+                layers.append(nn.Dropout(dropout))
+            self.ff = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.ff(x)
+
+
+class Block(nn.Module):
+    """kind 1: no residual; 2: residual + proj; 3: pre-LayerNorm; 4: 3 + dropout."""
+
+    def __init__(self, cfg, kind):
+        super().__init__()
+        C, H, T, p = cfg["n_embed"], cfg["num_heads"], cfg["block_size"], cfg["dropout"]
+        variant = {1: "noproj", 2: "proj", 3: "proj", 4: "dropout"}[kind]
+        self.kind = kind
+        self.self_attention = MultiHead(C, H, T, variant, p)
+        self.ff = FeedForward(C, {1: 1, 2: 2, 3: 2, 4: 3}[kind], p)
+        if kind >= 3:
+            self.norm_self_attention = LayerNorm(C)
+            self.norm_ff = LayerNorm(C)
+
+    def forward(self, x):
+        if self.kind == 1:
+            return self.ff(self.self_attention(x))
+        if self.kind == 2:
+            x = x + self.self_attention(x)
+            return x + self.ff(x)
+        x = x + self.self_attention(self.norm_self_attention(x))
+        return x + self.ff(self.norm_ff(x))
+
+
+# ---------------------------------------------------------------- the ten models
+
+
+class LM(nn.Module):
+    def loss(self, logits, targets):
+        B, T, V = logits.shape
+        return F.cross_entropy(logits.view(B * T, V), targets.view(B * T))
+
+    def forward(self, idx, targets=None):
+        logits = self.logits(idx)
+        return logits, (None if targets is None else self.loss(logits, targets))
+
+    def tok_pos(self, idx):
+        T = idx.shape[1]
+        return self.embedding(idx) + self.positional_embedding(torch.arange(T, device=idx.device))
+
+
+class V1(LM):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg["vocab_size"], cfg["vocab_size"])
+
+    def logits(self, idx):
+        return self.embedding(idx)
+
+
+class V2(LM):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg["vocab_size"], cfg["n_embed"])
+        self.fc = nn.Linear(cfg["n_embed"], cfg["vocab_size"])
+
+    def logits(self, idx):
+        return self.fc(self.embedding(idx))
+
+
+class V3(LM):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg["vocab_size"], cfg["n_embed"])
+        self.positional_embedding = nn.Embedding(cfg["block_size"], cfg["n_embed"])
+        self.fc = nn.Linear(cfg["n_embed"], cfg["vocab_size"])
+
+    def logits(self, idx):
+        return self.fc(self.tok_pos(idx))
+
+
+class V4(V3):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.self_attention = Head(cfg["n_embed"], cfg["n_embed"], cfg["block_size"])
+
+    def logits(self, idx):
+        return self.fc(self.self_attention(self.tok_pos(idx)))
+
+
+class V5(V3):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.self_attention = MultiHead(cfg["n_embed"], cfg["num_heads"], cfg["block_size"], "proj")
+
+    def logits(self, idx):
+        return self.fc(self.self_attention(self.tok_pos(idx)))
+
+
+class V6(V5):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.ff = FeedForward(cfg["n_embed"], 1)
+
+    def logits(self, idx):
+        return self.fc(self.ff(self.self_attention(self.tok_pos(idx))))
+
+
+class Stack(V3):
+    """V7..V10: fc(blocks(tok + pos)) (V10: with norm_blocks) and an unused top-level ff."""
+
+    def __init__(self, cfg, version):
+        super().__init__(cfg)
+        C = cfg["n_embed"]
+        if version == 7:
+            self.blocks = nn.Sequential(*[Block(cfg, 1) for _ in range(3)])
+        elif version == 8:
+            self.blocks = nn.Sequential(*[Block(cfg, 2) for _ in range(3)])
+        elif version == 9:
+            self.blocks = nn.Sequential(*[Block(cfg, 3) for _ in range(3)], LayerNorm(C))
+        else:
+            self.blocks = nn.Sequential(*[Block(cfg, 4) for _ in range(cfg["block_layers"])])
+            self.norm_blocks = LayerNorm(C)
+        self.ff = FeedForward(C, 1)  # built, counted and optimised, never used
+        self.version = version
+
+    def logits(self, idx):
+        x = self.blocks(self.tok_pos(idx))
+        if self.version == 10:
+            x = self.norm_blocks(x)
+        return self.fc(x)
+
+
+def build(name, cfg):
+    n = int(name.lower().lstrip("v"))
+    return {1: V1, 2: V2, 3: V3, 4: V4, 5: V5, 6: V6}[n](cfg) if n <= 6 else Stack(cfg, n)
+
+
+# ---------------------------------------------------------------- training and sampling
+
+
+@torch.no_grad()
+def estimate_loss(model, train, val, batch_size, block_size, eval_steps, device="cpu"):
+    model.eval()
+    out = []
+    for data in (train, val):
+        losses = [model(*get_batch(data, batch_size, block_size, device))[1].item() for _ in range(eval_steps)]
+        out.append(sum(losses) / len(losses))
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def generate(model, idx, n, block_size, position_free, greedy=False):
+    model.eval()
+    out = []
+    for _ in range(n):
+        ctx = idx if position_free else idx[:, -block_size:]
+        logits, _ = model(ctx)
+        last = logits[:, -1, :]
+        nxt = last.argmax(-1, keepdim=True) if greedy else torch.multinomial(F.softmax(last, dim=-1), num_samples=1)
+        idx = torch.cat((idx, nxt), dim=1)
+        out.append(nxt.item())
+    return out
+
+
+def train_run(name, cfg, train, val, seed, batch_size, lr, steps, eval_every, eval_steps, gen_chars,
+              device="cpu", log=print):
+    """The blog's run from manual_seed(seed): build, train, evaluate, generate."""
+    torch.manual_seed(seed)
+    model = build(name, cfg).to(device)
+    init = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses, evals = [], []
+    model.train()
+    for step in range(steps):
+        x, y = get_batch(train, batch_size, cfg["block_size"], device)
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % eval_every == 0 and step >= eval_every:
+            t, v = estimate_loss(model, train, val, batch_size, cfg["block_size"], eval_steps, device)
+            evals.append((step, t, v))
+            log(f"{name} step {step}: train loss {t:.4f}, val loss {v:.4f}")
+    start = torch.ones((1, 1), dtype=torch.long, device=device)
+    tokens = generate(model, start, gen_chars, cfg["block_size"], name in ("v1", "v2"))
+    return model, init, losses, evals, tokens
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint(path):
+    from safetensors.torch import load_file
+
+    path = pathlib.Path(path)
+    info = json.loads(path.with_suffix(".json").read_text())
+    model = build(info["model"], info["config"])
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model, info
+
+
+def save_checkpoint(model, name, cfg, vocab, out_dir):
+    from safetensors.torch import save_file
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / f"{name}.safetensors"), metadata={"format": "pt", "model": name})
+    info = {"model": name, "config": cfg, "vocab": "".join(vocab.chars), "steps_done": 0,
+            "finished": True, "chargpt_version": "reference"}
+    (out / f"{name}.json").write_text(json.dumps(info, indent=2))
+
+
+@torch.no_grad()
+def deterministic_loss(model, data, block_size):
+    """Mean loss over consecutive non-overlapping windows (the last, shorter one included)."""
+    model.eval()
+    total, count, n = 0.0, 0, len(data)
+    for start in range(0, n - 1, block_size):
+        end = min(start + block_size, n - 1)
+        x = data[start:end].view(1, -1)
+        y = data[start + 1:end + 1].view(1, -1)
+        logits, _ = model(x)
+        total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1), reduction="sum").item()
+        count += y.numel()
+    return total / count
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="the blog's run for one model, printing chargpt's lines")
+    t.add_argument("--model", required=True)
+    t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--data", required=True)
+    for flag, typ, default in [("batch-size", int, 64), ("block-size", int, 256), ("n-embed", int, 384),
+                               ("num-heads", int, 6), ("block-layers", int, 6), ("dropout", float, 0.3),
+                               ("lr", float, 1e-3), ("steps", int, 10000), ("eval-every", int, 1000),
+                               ("eval-steps", int, 10), ("generate-chars", int, 1000)]:
+        t.add_argument(f"--{flag}", type=typ, default=default)
+    t.add_argument("--threads", type=int, default=0)
+    e = sub.add_parser("eval", help="deterministic loss of a checkpoint (as `chargpt eval`)")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--train", action="store_true")
+    x = sub.add_parser("export", help="build a model from a seed and save it as a chargpt checkpoint")
+    x.add_argument("--model", required=True)
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--data", required=True)
+    x.add_argument("--out", required=True)
+    for flag, default in [("n-embed", 32), ("num-heads", 4), ("block-size", 16), ("block-layers", 2)]:
+        x.add_argument(f"--{flag}", type=int, default=default)
+    a = ap.parse_args(argv)
+
+    if a.cmd == "train":
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        text = load_text(a.data)
+        vocab = Vocab.from_text(text)
+        train, val = split(vocab.encode(text))
+        cfg = dict(vocab_size=len(vocab.chars), n_embed=a.n_embed, num_heads=a.num_heads,
+                   block_size=a.block_size, block_layers=a.block_layers, dropout=a.dropout)
+        name = a.model.lower()
+        _, _, _, _, tokens = train_run(name, cfg, train, val, a.seed, a.batch_size, a.lr, a.steps,
+                                       a.eval_every, a.eval_steps, a.generate_chars,
+                                       log=lambda s: print(s, flush=True))
+        print(f"--- {name} sample ---\n{vocab.decode(tokens)}\n---")
+    elif a.cmd == "eval":
+        model, info = load_checkpoint(a.checkpoint)
+        vocab = Vocab(info["vocab"])
+        train, val = split(vocab.encode(load_text(a.data)))
+        for split_name, data in ([("train", train)] if a.train else []) + [("val", val)]:
+            loss = deterministic_loss(model, data, info["config"]["block_size"])
+            print(f"{info['model']} {split_name} loss {loss:.6f}")
+    elif a.cmd == "export":
+        vocab = Vocab.from_text(load_text(a.data))
+        cfg = dict(vocab_size=len(vocab.chars), n_embed=a.n_embed, num_heads=a.num_heads,
+                   block_size=a.block_size, block_layers=a.block_layers, dropout=0.0)
+        torch.manual_seed(a.seed)
+        save_checkpoint(build(a.model.lower(), cfg), a.model.lower(), cfg, vocab, a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

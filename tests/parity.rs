@@ -1,0 +1,65 @@
+//! Parity with PyTorch: every model against the tensors `scripts/dump_reference.py`
+//! wrote into reference/ (no Python needed here).
+
+use chargpt::models::{Model, ModelKind};
+use chargpt::parity::{check_model, compare_all, Mismatch, Reference};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use tch::Device;
+
+/// libtorch has one global CPU generator: tests that replay its stream take turns.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn rng_turn() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn reference() -> Reference {
+    Reference::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("reference")).expect("reference/ is committed")
+}
+
+#[test]
+fn reference_was_made_by_the_pinned_torch() {
+    assert_eq!(reference().manifest.torch_version, "2.11.0");
+}
+
+macro_rules! parity_test {
+    ($name:ident, $kind:expr) => {
+        #[test]
+        fn $name() {
+            let _turn = rng_turn();
+            let r = reference();
+            let report = check_model(&r, $kind, Device::Cpu).unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(report.tokens_equal);
+        }
+    };
+}
+
+parity_test!(v1_matches_pytorch, ModelKind::V1);
+parity_test!(v2_matches_pytorch, ModelKind::V2);
+parity_test!(v3_matches_pytorch, ModelKind::V3);
+parity_test!(v4_matches_pytorch, ModelKind::V4);
+parity_test!(v5_matches_pytorch, ModelKind::V5);
+parity_test!(v6_matches_pytorch, ModelKind::V6);
+parity_test!(v7_matches_pytorch, ModelKind::V7);
+parity_test!(v8_matches_pytorch, ModelKind::V8);
+parity_test!(v9_matches_pytorch, ModelKind::V9);
+parity_test!(v10_matches_pytorch, ModelKind::V10);
+
+#[test]
+fn a_perturbed_weight_is_reported_by_name() {
+    let r = reference();
+    let t = r.tensors(ModelKind::V9).unwrap();
+    let init = Reference::group(&t, "init");
+    let model = Model::new(ModelKind::V9, &r.manifest.config, Device::Cpu).unwrap();
+    model.load_state_dict(&init).unwrap();
+    let ours = model.state_dict();
+    compare_all("v9", &ours, &init, &r.manifest.tolerance).expect("identical weights compare equal");
+    let victim = ours.iter().find(|(n, _)| n == "blocks.1.ff.ff.2.weight").unwrap();
+    tch::no_grad(|| {
+        let _ = victim.1.get(3).get(5).g_add_scalar_(1e-3);
+    });
+    let err = compare_all("v9", &ours, &init, &r.manifest.tolerance).unwrap_err();
+    let mismatch = err.downcast_ref::<Mismatch>().expect("a Mismatch");
+    assert_eq!(mismatch.name, "v9 blocks.1.ff.ff.2.weight");
+}
