@@ -130,7 +130,9 @@ pub fn resume_path(dir: &Path, kind: ModelKind) -> PathBuf {
 
 /// Writes the model's state dict (exact PyTorch keys) and its JSON, both atomically.
 pub fn save_model(path: &Path, model: &Model, info: &ModelInfo) -> Result<()> {
-    let meta = HashMap::from([("format".to_string(), "pt".to_string()), ("model".to_string(), info.model.clone())]);
+    // One metadata entry, as PyTorch's safetensors writes: a HashMap of more would be
+    // serialised in random order and make identical checkpoints differ byte-wise.
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     write_atomic(path, &to_safetensors_bytes(&model.state_dict(), Some(meta))?)?;
     write_atomic(&info_path(path), serde_json::to_string_pretty(info)?.as_bytes())
 }

@@ -15,9 +15,3 @@ pub mod train;
 pub mod plot;
 pub mod parity;
 
-/// libtorch has one global CPU generator: unit tests that replay its stream take turns.
-#[cfg(test)]
-pub(crate) fn rng_turn() -> std::sync::MutexGuard<'static, ()> {
-    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
-}

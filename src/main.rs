@@ -84,6 +84,7 @@ struct SizeArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct TrainArgs {
     /// Models to train, e.g. v1,v4,v10 (default: all ten).
     #[arg(long, default_value = "all")]
@@ -131,6 +132,7 @@ struct TrainArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct GenerateArgs {
     /// A model's .safetensors (with its .json beside it).
     #[arg(long)]
@@ -150,6 +152,7 @@ struct GenerateArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct EvalArgs {
     #[arg(long)]
     checkpoint: PathBuf,
@@ -166,6 +169,7 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct ModelsArgs {
     #[arg(long, value_enum, default_value = "blog")]
     preset: Preset,
@@ -321,6 +325,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     }
     if !resumed {
         prepare_run_dir(&run.path, args.force)?;
+        if args.force {
+            run.clear()?;
+        }
         checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
     }
 
@@ -486,7 +493,18 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's own message, on one line: what is wrong, and where to look.
+            let text = e.to_string();
+            let head: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            let first = head.join(" ").trim_start_matches("error: ").trim_end_matches(':').to_string();
+            eprintln!("error: {first}; see `chargpt --help`");
+            std::process::exit(2);
+        }
+    };
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(|| run(cli));
     let code = match result {

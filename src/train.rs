@@ -203,6 +203,23 @@ impl RunDir {
         checkpoint::weights_path(&self.path, kind)
     }
 
+    /// Removes the files an earlier run wrote here (for `--force`); other files stay.
+    pub fn clear(&self) -> Result<()> {
+        let mut names = vec!["summary.csv".to_string(), "run.json".into(), "loss.png".into(), "loss.svg".into()];
+        for kind in ModelKind::ALL {
+            for ext in ["csv", "sample.txt", "safetensors", "json", "resume.safetensors", "summary.json"] {
+                names.push(format!("{kind}.{ext}"));
+            }
+        }
+        for name in names {
+            let path = self.path.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn write_rows(&self, kind: ModelKind, rows: &[EvalRow]) -> Result<()> {
         let mut w = csv::Writer::from_writer(Vec::new());
         for row in rows {
@@ -340,8 +357,12 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     let wall_before = state.wall_seconds;
     let mut last_eval = (state.steps_done, state.train_seconds);
     let mut losses = Vec::new();
-    for s in state.steps_done..opts.steps {
-        if job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+    // Test hook: behave as if Ctrl-C came once this many steps are done.
+    let stop_at: Option<i64> = std::env::var("CHARGPT_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok());
+    let first_step = state.steps_done;
+    for s in first_step..opts.steps {
+        let hook = job.stop.is_some() && stop_at == Some(s) && s > first_step;
+        if hook || job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
             state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
             save(&state, &opt)?;
             progress.finish();

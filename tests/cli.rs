@@ -1,0 +1,170 @@
+//! End-to-end: the real binary trains, generates, evaluates, and refuses bad input
+//! with one clear line and a non-zero exit.
+
+mod common;
+use common::*;
+use std::fs;
+
+#[test]
+fn train_generate_eval_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = ok(&strs(&tiny_train(&out, "v1,v4,v10", &[])));
+    assert!(r.stdout.contains("v10 step 20: train loss"), "{}", r.stdout);
+    for m in ["v1", "v4", "v10"] {
+        for ext in ["csv", "safetensors", "json", "sample.txt"] {
+            assert!(out.join(format!("{m}.{ext}")).exists(), "{m}.{ext}");
+        }
+    }
+    let summary = fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,mean_s_per_step,tokens_per_s"));
+    assert_eq!(summary.lines().count(), 4);
+    let csv = fs::read_to_string(out.join("v10.csv")).unwrap();
+    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s\n20,"), "{csv}");
+
+    let ckpt = out.join("v10.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let a = ok(&["generate", "--checkpoint", ckpt, "--prompt", "the king", "--chars", "30", "--greedy"]);
+    let b = ok(&["generate", "--checkpoint", ckpt, "--prompt", "the king", "--chars", "30", "--greedy"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert!(a.stdout.starts_with("the king"));
+    assert_eq!(a.stdout.trim_end_matches('\n').chars().count(), "the king".len() + 30);
+    let s1 = ok(&["generate", "--checkpoint", ckpt, "--chars", "40", "--seed", "3"]);
+    let s2 = ok(&["generate", "--checkpoint", ckpt, "--chars", "40", "--seed", "3"]);
+    assert_eq!(s1.stdout, s2.stdout, "same seed, same sample");
+
+    let excerpt = excerpt();
+    let e = ok(&["eval", "--checkpoint", ckpt, "--data", excerpt.to_str().unwrap(), "--train"]);
+    assert!(e.stdout.contains("v10 train loss") && e.stdout.contains("v10 val loss"), "{}", e.stdout);
+    let again = ok(&["eval", "--checkpoint", ckpt, "--data", excerpt.to_str().unwrap(), "--train", "--batch-windows", "3"]);
+    let parse = |s: &str| -> Vec<f64> { s.lines().map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect() };
+    for (x, y) in parse(&e.stdout).iter().zip(parse(&again.stdout)) {
+        assert!((x - y).abs() < 1e-5, "eval does not depend on batching: {x} vs {y}");
+    }
+
+    let plot = ok(&["plot", out.to_str().unwrap()]);
+    assert_eq!(plot.code, 0);
+    assert!(out.join("loss.png").exists() && out.join("loss.svg").exists());
+}
+
+#[test]
+fn models_lists_the_table_of_models_md() {
+    let r = ok(&["models", "--preset", "blog"]);
+    assert!(r.stdout.contains("10951380"), "{}", r.stdout);
+    let r = ok(&["models", "--n-embed", "128", "--num-heads", "4", "--block-size", "64", "--block-layers", "4"]);
+    assert!(r.stdout.contains("838100") && r.stdout.contains("7056"), "{}", r.stdout);
+}
+
+#[test]
+fn bad_data_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let with_data = |data: &str| {
+        let mut a = tiny_train(&out, "v1", &[]);
+        let i = a.iter().position(|s| s == "--data").unwrap();
+        a[i + 1] = data.to_string();
+        a
+    };
+    fails_with(&strs(&with_data("/no/such/file.txt")), "does not exist");
+    fails_with(&strs(&with_data(dir.path().to_str().unwrap())), "is a directory");
+    let empty = dir.path().join("empty.txt");
+    fs::write(&empty, "").unwrap();
+    fails_with(&strs(&with_data(empty.to_str().unwrap())), "is empty");
+    let latin1 = dir.path().join("latin1.txt");
+    fs::write(&latin1, b"caf\xe9 au lait").unwrap();
+    fails_with(&strs(&with_data(latin1.to_str().unwrap())), "offset 3");
+    let short = dir.path().join("short.txt");
+    fs::write(&short, "a short text that is far too short for blocks").unwrap();
+    fails_with(&strs(&with_data(short.to_str().unwrap())), "fewer than block_size + 1");
+    assert!(!out.exists(), "nothing is written for a refused run");
+}
+
+#[test]
+fn bad_sizes_and_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    fails_with(&strs(&tiny_train(&out, "v5", &["--n-embed", "10", "--num-heads", "4"])), "not divisible");
+    fails_with(&strs(&tiny_train(&out, "v1", &["--steps", "0"])), "--steps must be a positive integer");
+    fails_with(&strs(&tiny_train(&out, "v1", &["--batch-size", "-3"])), "--batch-size must be a positive integer");
+    fails_with(&strs(&tiny_train(&out, "v1", &["--lr", "-0.1"])), "--lr must be a positive number");
+    fails_with(&strs(&tiny_train(&out, "v1", &["--lr", "0"])), "--lr must be a positive number");
+    fails_with(&strs(&tiny_train(&out, "v10", &["--dropout", "1.0"])), "--dropout must be in [0, 1)");
+    fails_with(&strs(&tiny_train(&out, "v11", &[])), "unknown model \"v11\"");
+    fails_with(&["train", "--preset", "huge", "--out", out.to_str().unwrap()], "invalid value 'huge'");
+    fails_with(&["generate"], "--checkpoint");
+    if !tch::Cuda::is_available() {
+        fails_with(&strs(&tiny_train(&out, "v1", &["--device", "cuda"])), "no CUDA GPU");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn run_folders_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, "keep me").unwrap();
+    fails_with(&strs(&tiny_train(&file, "v1", &[])), "is a file");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1", &[])));
+    let before = fs::read(out.join("v1.safetensors")).unwrap();
+    fails_with(&strs(&tiny_train(&out, "v1", &["--seed", "9"])), "already holds a run");
+    assert!(fs::read(out.join("v1.safetensors")).unwrap() == before, "refused run left the checkpoint alone");
+    ok(&strs(&tiny_train(&out, "v1", &["--seed", "9", "--force"])));
+    assert!(fs::read(out.join("v1.safetensors")).unwrap() != before, "--force trained anew");
+}
+
+#[test]
+fn bad_checkpoints_and_prompts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v4,v5", &[])));
+    let v4 = out.join("v4.safetensors");
+    let v5 = out.join("v5.safetensors");
+    let gen = |p: &std::path::Path, extra: &[&str]| {
+        let mut a = vec!["generate".to_string(), "--checkpoint".into(), p.display().to_string(), "--chars".into(), "5".into()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    fails_with(&strs(&gen(&out.join("v9.safetensors"), &[])), "does not exist");
+    fails_with(&strs(&gen(&out, &[])), "is a directory");
+    fails_with(&strs(&gen(&v4, &["--prompt", "the queen\u{e9}\u{2603}"])), "not in the model's vocabulary: '\u{e9}', '\u{2603}'");
+
+    // Truncated.
+    let bytes = fs::read(&v4).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fs::copy(out.join("v4.json"), dir.path().join("cut.json")).unwrap();
+    fails_with(&strs(&gen(&cut, &[])), "not a valid safetensors file");
+    // Not safetensors at all.
+    let junk = dir.path().join("junk.safetensors");
+    fs::write(&junk, "this is not a checkpoint").unwrap();
+    fs::copy(out.join("v4.json"), dir.path().join("junk.json")).unwrap();
+    fails_with(&strs(&gen(&junk, &[])), "not a valid safetensors file");
+    // The tensors of another model under v4's description.
+    let other = dir.path().join("other.safetensors");
+    fs::copy(&v5, &other).unwrap();
+    fs::copy(out.join("v4.json"), dir.path().join("other.json")).unwrap();
+    fails_with(&strs(&gen(&other, &[])), "do not belong to a v4 model");
+    // A JSON whose sizes do not match the tensors.
+    let json = fs::read_to_string(out.join("v5.json")).unwrap().replace("\"n_embed\": 16", "\"n_embed\": 32");
+    let wrong = dir.path().join("wrong.safetensors");
+    fs::copy(&v5, &wrong).unwrap();
+    fs::write(dir.path().join("wrong.json"), json).unwrap();
+    fails_with(&strs(&gen(&wrong, &[])), "has shape");
+    // No JSON beside the tensors.
+    let bare = dir.path().join("bare.safetensors");
+    fs::copy(&v5, &bare).unwrap();
+    fails_with(&strs(&gen(&bare, &[])), "needs the JSON written beside");
+    // The original files are untouched by all of this.
+    assert!(fs::read(&v4).unwrap() == bytes, "the original checkpoint is untouched");
+}
+
+#[test]
+fn a_diverging_loss_stops_with_the_model_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = fails_with(&strs(&tiny_train(&out, "v2", &["--lr", "1e6", "--steps", "200"])), "v2: the training loss became");
+    assert!(r.stderr.contains("at step"), "{}", r.stderr);
+}

@@ -1,0 +1,74 @@
+//! Helpers for tests that drive the real `chargpt` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chargpt"))
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The reference excerpt (3,000 characters of the corpus, committed) as a small training text.
+pub fn excerpt() -> PathBuf {
+    root().join("reference/excerpt.txt")
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub fn run(args: &[&str]) -> Run {
+    bin().args(args).output().expect("chargpt runs").into()
+}
+
+/// A run must have succeeded; shows its output otherwise.
+pub fn ok(args: &[&str]) -> Run {
+    let r = run(args);
+    assert_eq!(r.code, 0, "chargpt {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// A run must fail with one clean line on stderr that contains `needle`.
+pub fn fails_with(args: &[&str], needle: &str) -> Run {
+    let r = run(args);
+    assert_ne!(r.code, 0, "chargpt {args:?} should fail:\n{}", r.stdout);
+    let err = r.stderr.trim();
+    assert!(err.contains(needle), "chargpt {args:?}: expected {needle:?} in stderr, got:\n{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert_eq!(err.lines().filter(|l| l.starts_with("error")).count(), 1, "one error line: {err}");
+    assert!(err.lines().last().unwrap().starts_with("error: "), "{err}");
+    r
+}
+
+/// Tiny training flags on the excerpt, into `out`.
+pub fn tiny_train<'a>(out: &'a Path, models: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--preset", "tiny", "--models", models, "--no-plot", "--out"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(out.display().to_string());
+    args.push("--data".into());
+    args.push(excerpt().display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

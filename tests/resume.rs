@@ -1,0 +1,113 @@
+//! Long runs that can be stopped: an interrupted and resumed run gives the same losses as
+//! an uninterrupted one; Ctrl-C writes a checkpoint; SIGKILL never corrupts one.
+
+mod common;
+use common::*;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// (step, train_loss, val_loss) of a model's CSV; the timing columns differ run to run.
+fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
+    let text = fs::read_to_string(dir.join(format!("{model}.csv"))).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn stopped_and_resumed_equals_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let flags = ["--steps", "61", "--eval-every", "10"];
+    ok(&strs(&tiny_train(&straight, "v1,v10", &flags)));
+
+    let stopped = dir.path().join("stopped");
+    let mut cmd = bin();
+    cmd.args(strs(&tiny_train(&stopped, "v1,v10", &flags))).env("CHARGPT_STOP_AFTER_STEPS", "31");
+    let first: Run = cmd.output().unwrap().into();
+    assert_eq!(first.code, 130, "{}", first.stderr);
+    assert!(first.stderr.contains("v1 stopped after 31 steps"), "{}", first.stderr);
+    assert!(first.stderr.contains("resume with: chargpt train --resume"), "{}", first.stderr);
+    assert!(stopped.join("v1.resume.safetensors").exists());
+    // The hook stops v1 after 31 steps; the first resume finishes v1 and stops v10 after 31
+    // steps; the second finishes v10.
+    let resume = || -> Run {
+        let mut cmd = bin();
+        cmd.args(["train", "--resume", stopped.to_str().unwrap(), "--no-plot"]).env("CHARGPT_STOP_AFTER_STEPS", "31");
+        cmd.output().unwrap().into()
+    };
+    let second = resume();
+    assert_eq!(second.code, 130, "{}", second.stderr);
+    assert!(second.stderr.contains("v10 stopped after 31 steps"), "{}", second.stderr);
+    let last = resume();
+    assert_eq!(last.code, 0, "{}", last.stderr);
+    for m in ["v1", "v10"] {
+        assert_eq!(losses(&straight, m), losses(&stopped, m), "{m}");
+        let same = |f: String| fs::read(straight.join(&f)).unwrap() == fs::read(stopped.join(&f)).unwrap();
+        assert!(same(format!("{m}.sample.txt")), "{m} sample");
+        assert!(same(format!("{m}.safetensors")), "{m} weights");
+    }
+    assert!(!stopped.join("v10.resume.safetensors").exists(), "the resume file goes once a model finishes");
+    let again = ok(&["train", "--resume", stopped.to_str().unwrap(), "--no-plot"]);
+    assert!(again.stdout.contains("v10: already finished"), "{}", again.stdout);
+}
+
+fn spawn(args: &[String]) -> std::process::Child {
+    bin().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+#[test]
+fn ctrl_c_checkpoints_and_says_how_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let child = spawn(&tiny_train(&out, "v10", &["--steps", "100000", "--eval-every", "50"]));
+    // Wait for the first checkpoint, then interrupt.
+    for _ in 0..300 {
+        if out.join("v10.resume.safetensors").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let r: Run = child.wait_with_output().unwrap().into();
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert!(r.stderr.contains("interrupted: v10 stopped after"), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("resume with: chargpt train --resume {}", out.display())), "{}", r.stderr);
+    // The checkpoint written on interrupt loads.
+    ok(&["eval", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
+}
+
+#[test]
+fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--steps", "1501", "--eval-every", "5", "--eval-steps", "1"];
+    let straight = dir.path().join("straight");
+    ok(&strs(&tiny_train(&straight, "v10", &flags)));
+
+    let out = dir.path().join("killed");
+    let first = tiny_train(&out, "v10", &flags);
+    let resume: Vec<String> = ["train", "--resume", out.to_str().unwrap(), "--no-plot"].iter().map(|s| s.to_string()).collect();
+    let mut kills = 0;
+    for delay_ms in [1500u64, 700, 1100, 900] {
+        let args = if out.join("run.json").exists() { &resume } else { &first };
+        let mut child = spawn(args);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        if out.join("v10.safetensors").exists() {
+            ok(&["eval", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
+        }
+    }
+    assert!(kills >= 2, "the run should still have been going when killed");
+    ok(&strs(&resume));
+    assert_eq!(losses(&straight, "v10"), losses(&out, "v10"));
+}
