@@ -1,0 +1,91 @@
+//! Interoperability with PyTorch, both ways, through `scripts/reference.py` in the
+//! project's .venv (which `make test` creates): checkpoints cross over and give the same
+//! loss, and the same seed gives the same printed training run.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn python() -> Command {
+    let py = root().join(".venv/bin/python");
+    assert!(py.exists(), "{} is missing: run `make setup` (make test does)", py.display());
+    let mut cmd = Command::new(py);
+    cmd.arg(root().join("scripts/reference.py"));
+    cmd
+}
+
+fn py_ok(args: &[&str]) -> String {
+    let out = python().args(args).output().unwrap();
+    assert!(out.status.success(), "reference.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The number at the end of each "model split loss X" line.
+fn losses(out: &str) -> Vec<f64> {
+    out.lines().filter(|l| l.contains(" loss ")).map(|l| l.rsplit(' ').next().unwrap().parse().unwrap()).collect()
+}
+
+fn assert_close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    assert!(!a.is_empty());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-4, "{what}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn chargpt_checkpoints_load_strictly_into_pytorch_with_the_same_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1,v4,v9,v10", &[])));
+    let data = excerpt();
+    for m in ["v1", "v4", "v9", "v10"] {
+        let ckpt = out.join(format!("{m}.safetensors"));
+        let ours = ok(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train"]).stdout;
+        let theirs = py_ok(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train"]);
+        assert_close(&losses(&ours), &losses(&theirs), m);
+    }
+}
+
+#[test]
+fn pytorch_state_dicts_load_into_chargpt_generate_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = excerpt();
+    for m in ["v2", "v6", "v8", "v10"] {
+        py_ok(&["export", "--model", m, "--seed", "3", "--data", data.to_str().unwrap(), "--out", dir.path().to_str().unwrap()]);
+        let ckpt = dir.path().join(format!("{m}.safetensors"));
+        let theirs = py_ok(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+        let ours = ok(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", data.to_str().unwrap()]).stdout;
+        assert_close(&losses(&ours), &losses(&theirs), m);
+        let text = ok(&["generate", "--checkpoint", ckpt.to_str().unwrap(), "--chars", "20"]).stdout;
+        assert_eq!(text.trim_end_matches('\n').chars().count(), 20);
+    }
+}
+
+#[test]
+fn same_seed_same_printed_run_as_pytorch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = excerpt();
+    let flags = [
+        "--seed", "42", "--batch-size", "8", "--block-size", "16", "--n-embed", "32", "--num-heads", "4",
+        "--block-layers", "2", "--dropout", "0.2", "--lr", "0.003", "--steps", "61", "--eval-every", "20",
+        "--eval-steps", "3", "--generate-chars", "60",
+    ];
+    let mut ours_args = vec!["train", "--models", "v10", "--no-plot", "--data", data.to_str().unwrap()];
+    let out = dir.path().join("run");
+    ours_args.extend(["--out", out.to_str().unwrap()]);
+    ours_args.extend(flags);
+    let ours = ok(&ours_args).stdout;
+    let mut py_args = vec!["train", "--model", "v10", "--data", data.to_str().unwrap()];
+    py_args.extend(flags);
+    let theirs = py_ok(&py_args);
+    let pick = |s: &str| -> Vec<String> {
+        let mut lines: Vec<String> = s.lines().filter(|l| l.starts_with("v10 step ")).map(String::from).collect();
+        let sample: String = s.split("--- v10 sample ---\n").nth(1).unwrap().split("\n---").next().unwrap().to_string();
+        lines.push(sample);
+        lines
+    };
+    let (a, b) = (pick(&ours), pick(&theirs));
+    assert_eq!(a.len(), 4, "{ours}");
+    assert_eq!(a, b, "chargpt and PyTorch print the same evaluations and sample");
+}

@@ -1,0 +1,95 @@
+//! The trainer learns, is reproducible, and its checkpoints round-trip.
+
+use chargpt::checkpoint::{self, ModelInfo};
+use chargpt::data::Dataset;
+use chargpt::models::{Model, ModelKind};
+use chargpt::train::{train_model, TrainJob, TrainOptions};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tch::{Device, Kind, Tensor};
+
+/// libtorch has one global CPU generator: tests that replay its stream take turns.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap()
+}
+
+fn options(steps: i64, seed: i64) -> TrainOptions {
+    TrainOptions {
+        models: vec![],
+        batch_size: 16,
+        block_size: 16,
+        n_embed: 32,
+        num_heads: 4,
+        block_layers: 2,
+        dropout: 0.1,
+        lr: 3e-3,
+        steps,
+        eval_every: 100,
+        eval_steps: 4,
+        generate_chars: 20,
+        seed,
+        data: PathBuf::new(),
+        preset: "test".into(),
+        device: "cpu".into(),
+    }
+}
+
+fn train(kind: ModelKind, opts: &TrainOptions, data: &Dataset) -> chargpt::train::Trained {
+    let job = TrainJob { kind, opts, data, device: Device::Cpu, run: None, stop: None, verbose: false };
+    train_model(&job).unwrap()
+}
+
+#[test]
+fn a_few_hundred_steps_bring_the_loss_well_below_ln_v() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let data = Dataset::new(&text());
+    let ln_v = (data.vocab.len() as f64).ln();
+    for kind in [ModelKind::V1, ModelKind::V5, ModelKind::V10] {
+        let opts = TrainOptions { lr: 1e-2, ..options(301, 1) };
+        let t = train(kind, &opts, &data);
+        let last = t.rows.last().unwrap();
+        assert!(last.train_loss < 0.75 * ln_v, "{kind}: train loss {} vs ln V {ln_v}", last.train_loss);
+        assert!(last.val_loss < 0.85 * ln_v, "{kind}: val loss {} vs ln V {ln_v}", last.val_loss);
+    }
+}
+
+#[test]
+fn same_seed_same_losses_other_seed_other_losses() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let data = Dataset::new(&text());
+    let a = train(ModelKind::V10, &options(30, 5), &data);
+    let b = train(ModelKind::V10, &options(30, 5), &data);
+    let c = train(ModelKind::V10, &options(30, 6), &data);
+    assert_eq!(a.losses, b.losses);
+    assert_eq!(a.sample, b.sample);
+    assert_ne!(a.losses, c.losses);
+}
+
+#[test]
+fn checkpoint_save_load_gives_identical_logits() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let data = Dataset::new(&text());
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ModelKind::ALL {
+        let t = train(kind, &options(3, 2), &data);
+        let path = dir.path().join(format!("{kind}.safetensors"));
+        let info = ModelInfo {
+            model: kind.to_string(),
+            config: t.model.cfg.clone(),
+            vocab: data.vocab.as_string(),
+            steps_done: 3,
+            finished: true,
+            chargpt_version: "test".into(),
+        };
+        checkpoint::save_model(&path, &t.model, &info).unwrap();
+        let (loaded, vocab, read) = checkpoint::load_model(&path, Device::Cpu).unwrap();
+        assert_eq!(read, info);
+        assert_eq!(vocab, data.vocab);
+        let idx = Tensor::randint(data.vocab.len() as i64, [2, 16], (Kind::Int64, Device::Cpu));
+        assert!(t.model.forward(&idx, false).equal(&loaded.forward(&idx, false)), "{kind}");
+        let names = |m: &Model| m.state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&t.model), names(&loaded));
+    }
+}
