@@ -20,6 +20,17 @@ pub struct Config {
     pub block_layers: i64,
     /// p (V10 only)
     pub dropout: f64,
+    /// Use the fast implementation (fused QKV, SDPA, fewer LayerNorm kernels). Not a
+    /// hyperparameter: same parameters, same function, so it is not saved with a model.
+    #[serde(skip)]
+    pub fast: bool,
+}
+
+impl Config {
+    /// The hyperparameters alone (what checkpoints and resume files compare).
+    pub fn same_model(&self, other: &Config) -> bool {
+        Config { fast: false, ..self.clone() } == Config { fast: false, ..other.clone() }
+    }
 }
 
 /// Creates a parameter on the CPU with `init` run on it under no_grad, registered as `name`.
@@ -83,22 +94,29 @@ impl Embedding {
 pub struct LayerNorm {
     pub gamma: Tensor,
     pub beta: Tensor,
+    fast: bool,
 }
 
 impl LayerNorm {
     pub const EPS: f64 = 1e-6;
 
-    pub fn new(p: Path, d: i64) -> Self {
+    pub fn new(p: Path, d: i64, fast: bool) -> Self {
         let gamma = parameter(&p, "gamma", &[d], |t| {
             let _ = t.fill_(1.0);
         });
         let beta = parameter(&p, "beta", &[d], |t| {
             let _ = t.fill_(0.0);
         });
-        LayerNorm { gamma, beta }
+        LayerNorm { gamma, beta, fast }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.fast {
+            // One kernel for both statistics, one fused multiply-add at the end.
+            let (std, mean) = x.std_mean_dim(-1, true, true);
+            let normalized = (x - mean) / (std + Self::EPS);
+            return self.beta.addcmul(&self.gamma, &normalized);
+        }
         let mean = x.mean_dim(-1, true, Kind::Float);
         let std = x.std_dim(-1, true, true);
         &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta
@@ -148,6 +166,26 @@ impl Head {
     }
 }
 
+/// The fast path for `heads` that all read the same input: one matmul for every head's
+/// query, key and value (the per-head weights are concatenated, so gradients still reach
+/// each head's own parameters and checkpoints keep their keys), heads as a tensor
+/// dimension, and libtorch's fused causal attention with the blog's scale (the input
+/// width, not the head width). Same function as the per-head loop; different dropout draws.
+pub fn fused_attention(heads: &[Head], x: &Tensor, train: bool) -> Tensor {
+    let (b, t, c) = x.size3().expect("attention input is [B, T, C]");
+    let h = heads.len() as i64;
+    let mut weights: Vec<&Tensor> = heads.iter().map(|hd| &hd.query.weight).collect();
+    weights.extend(heads.iter().map(|hd| &hd.key.weight));
+    weights.extend(heads.iter().map(|hd| &hd.value.weight));
+    let qkv = x.linear::<&Tensor>(&Tensor::cat(&weights, 0), None);
+    let head_size = heads[0].query.weight.size()[0];
+    let split = |i: i64| qkv.narrow(2, i * h * head_size, h * head_size).view([b, t, h, head_size]).transpose(1, 2);
+    let dropout = heads[0].dropout.filter(|_| train).unwrap_or(0.0);
+    let scale = (c as f64).powf(-0.5);
+    let y = Tensor::scaled_dot_product_attention::<Tensor>(&split(0), &split(1), &split(2), None, dropout, true, scale, false);
+    y.transpose(1, 2).reshape([b, t, h * head_size])
+}
+
 /// The three MultiHead variants of MODELS.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MultiHeadKind {
@@ -165,6 +203,7 @@ pub struct MultiHead {
     pub heads: Vec<Head>,
     pub proj: Option<Linear>,
     dropout: Option<f64>,
+    fast: bool,
 }
 
 impl MultiHead {
@@ -176,12 +215,16 @@ impl MultiHead {
             .collect();
         let width = head_size * cfg.num_heads;
         let proj = (kind != MultiHeadKind::NoProj).then(|| Linear::new(&p / "proj", width, width, true));
-        MultiHead { heads, proj, dropout }
+        MultiHead { heads, proj, dropout, fast: cfg.fast }
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
-        let mut out = Tensor::cat(&outs, -1);
+        let mut out = if self.fast {
+            fused_attention(&self.heads, x, train)
+        } else {
+            let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
+            Tensor::cat(&outs, -1)
+        };
         if let Some(proj) = &self.proj {
             out = proj.forward(&out);
         }
@@ -265,8 +308,8 @@ impl Block {
         let self_attention = MultiHead::new(&p / "self_attention", cfg, mh);
         let ff = FeedForward::new(&p / "ff", cfg, ff);
         let normed = matches!(kind, BlockKind::PreNorm | BlockKind::PreNormDropout);
-        let norm_self_attention = normed.then(|| LayerNorm::new(&p / "norm_self_attention", cfg.n_embed));
-        let norm_ff = normed.then(|| LayerNorm::new(&p / "norm_ff", cfg.n_embed));
+        let norm_self_attention = normed.then(|| LayerNorm::new(&p / "norm_self_attention", cfg.n_embed, cfg.fast));
+        let norm_ff = normed.then(|| LayerNorm::new(&p / "norm_ff", cfg.n_embed, cfg.fast));
         Block { kind, self_attention, ff, norm_self_attention, norm_ff }
     }
 
@@ -295,7 +338,7 @@ mod tests {
     #[test]
     fn layer_norm_matches_hand_computation() {
         let vs = VarStore::new(Device::Cpu);
-        let ln = LayerNorm::new(vs.root() / "ln", 4);
+        let ln = LayerNorm::new(vs.root() / "ln", 4, false);
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([1, 4]);
         // mean 3, unbiased var (4 + 1 + 0 + 9) / 3 = 14/3.
         let std = (14.0f64 / 3.0).sqrt();

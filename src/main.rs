@@ -58,6 +58,14 @@ enum Preset {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Impl {
+    /// The blog's computation, head by head: the parity reference.
+    Faithful,
+    /// Fused QKV, heads as a dimension, libtorch's fused attention: same function, faster.
+    Fast,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum DeviceArg {
     Auto,
     Cpu,
@@ -129,6 +137,9 @@ struct TrainArgs {
     /// Do not draw plots at the end.
     #[arg(long)]
     no_plot: bool,
+    /// Implementation of the attention layers (same parameters, same function).
+    #[arg(long = "impl", value_enum, default_value = "faithful")]
+    implementation: Impl,
 }
 
 #[derive(Args)]
@@ -199,6 +210,7 @@ fn preset_options(preset: Preset) -> TrainOptions {
         data: PathBuf::new(),
         preset: format!("{preset:?}").to_lowercase(),
         device: String::new(),
+        implementation: "faithful".into(),
     };
     match preset {
         Preset::Blog => base,
@@ -303,6 +315,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             o.eval_steps = args.eval_steps.unwrap_or(o.eval_steps);
             o.generate_chars = args.generate_chars.unwrap_or(o.generate_chars);
             o.seed = args.seed;
+            o.implementation = format!("{:?}", args.implementation).to_lowercase();
             o.data = args.data.clone();
             o.device = device_name(device).to_string();
             let path = args.out.clone().unwrap_or_else(|| {

@@ -96,6 +96,7 @@ pub struct V4 {
     input: TokenAndPosition,
     fc: Linear,
     self_attention: Head,
+    fast: bool,
 }
 
 impl V4 {
@@ -103,13 +104,19 @@ impl V4 {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         let self_attention = Head::new(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size, None);
-        V4 { input, fc, self_attention }
+        V4 { input, fc, self_attention, fast: cfg.fast }
     }
 }
 
 impl LanguageModel for V4 {
     fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
-        self.fc.forward(&self.self_attention.forward(&self.input.forward(idx), train))
+        let x = self.input.forward(idx);
+        let attended = if self.fast {
+            crate::layers::fused_attention(std::slice::from_ref(&self.self_attention), &x, train)
+        } else {
+            self.self_attention.forward(&x, train)
+        };
+        self.fc.forward(&attended)
     }
 }
 
@@ -179,8 +186,8 @@ impl BlockStack {
         let blocks: Vec<Block> = (0..n_blocks).map(|b| Block::new(p / "blocks" / b, cfg, kind)).collect();
         let final_norm = match norm {
             FinalNorm::None => None,
-            FinalNorm::InsideBlocks => Some(LayerNorm::new(p / "blocks" / n_blocks, cfg.n_embed)),
-            FinalNorm::AfterBlocks => Some(LayerNorm::new(p / "norm_blocks", cfg.n_embed)),
+            FinalNorm::InsideBlocks => Some(LayerNorm::new(p / "blocks" / n_blocks, cfg.n_embed, cfg.fast)),
+            FinalNorm::AfterBlocks => Some(LayerNorm::new(p / "norm_blocks", cfg.n_embed, cfg.fast)),
         };
         let unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1);
         BlockStack { input, fc, blocks, final_norm, _unused_ff: unused_ff }
@@ -449,7 +456,7 @@ mod tests {
     use super::*;
 
     pub fn config(v: i64, c: i64, h: i64, t: i64, l: i64) -> Config {
-        Config { vocab_size: v, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: 0.3 }
+        Config { vocab_size: v, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: 0.3, fast: false }
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub struct TrainOptions {
     pub data: PathBuf,
     pub preset: String,
     pub device: String,
+    /// "faithful" (the default, the parity reference) or "fast".
+    #[serde(default = "faithful")]
+    pub implementation: String,
+}
+
+fn faithful() -> String {
+    "faithful".to_string()
 }
 
 impl TrainOptions {
@@ -50,6 +57,7 @@ impl TrainOptions {
             block_size: self.block_size,
             block_layers: self.block_layers,
             dropout: self.dropout,
+            fast: self.implementation == "fast",
         }
     }
 

@@ -33,6 +33,7 @@ fn options(steps: i64, seed: i64) -> TrainOptions {
         data: PathBuf::new(),
         preset: "test".into(),
         device: "cpu".into(),
+        implementation: "faithful".into(),
     }
 }
 
