@@ -38,5 +38,8 @@ test: build $(CORPUS)
 reference: $(STAMP)
 	$(PY) scripts/dump_reference.py
 
+# chargpt (faithful, fast) and PyTorch eager side by side -> results/bench-cpu.csv;
+# then criterion's own statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU.
 bench: build
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 	cargo bench --bench step

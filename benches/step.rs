@@ -1,1 +1,51 @@
-fn main() {}
+//! Criterion benchmarks: one full training step of each model (forward, loss, backward,
+//! AdamW, loss read back) at the `cpu` bench configuration, faithful and fast, and
+//! generation of 200 characters. The `blog` configuration is added when CUDA is present.
+//! `make bench` also runs scripts/bench.py, which puts PyTorch eager beside these numbers.
+
+use chargpt::bench::{bench_config, StepBench};
+use chargpt::models::ModelKind;
+use chargpt::sample;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
+use tch::Device;
+
+fn steps(c: &mut Criterion) {
+    let mut configs = vec![("cpu", Device::Cpu)];
+    if tch::Cuda::is_available() {
+        configs.push(("blog", Device::Cuda(0)));
+    }
+    for (name, device) in configs {
+        let (cfg, batch) = bench_config(name, 84).expect("known configuration");
+        let mut group = c.benchmark_group(format!("train_step/{name}"));
+        group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+        group.throughput(Throughput::Elements((batch * cfg.block_size) as u64));
+        for kind in ModelKind::ALL {
+            for fast in [false, true] {
+                if fast && kind < ModelKind::V4 {
+                    continue; // no attention: the fast path is the same computation
+                }
+                let mut cfg = cfg.clone();
+                cfg.fast = fast;
+                let mut b = StepBench::new(kind, &cfg, batch, device);
+                let id = format!("{kind}/{}", if fast { "fast" } else { "faithful" });
+                group.bench_function(id, |bencher| bencher.iter(|| b.step()));
+            }
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("generate_200/{name}"));
+        group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+        group.throughput(Throughput::Elements(200));
+        for kind in ModelKind::ALL {
+            let b = StepBench::new(kind, &cfg, batch, device);
+            group.bench_function(kind.to_string(), |bencher| {
+                bencher.iter(|| sample::generate(&b.model, &[sample::START_TOKEN], 200, false, |_| {}))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);

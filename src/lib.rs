@@ -15,3 +15,4 @@ pub mod train;
 pub mod plot;
 pub mod parity;
 
+pub mod bench;

@@ -40,6 +40,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
     },
+    /// Time training steps and generation (CSV on stdout; `make bench` drives it).
+    Bench(BenchArgs),
     /// Draw loss.png/loss.svg (and the final-loss bars) for a run folder.
     Plot {
         /// A run folder written by `chargpt train`.
@@ -177,6 +179,31 @@ struct EvalArgs {
     batch_windows: i64,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Bench configuration: cpu (B 32, Tmax 64, C 128, H 4, L 4) or blog.
+    #[arg(long, default_value = "cpu")]
+    config: String,
+    #[arg(long, default_value = "all")]
+    models: String,
+    #[arg(long = "impl", value_enum, default_value = "faithful")]
+    implementation: Impl,
+    #[arg(long, value_enum, default_value = "auto")]
+    device: DeviceArg,
+    /// libtorch CPU threads (0: libtorch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
+    /// Seconds of timed steps per model (after warm-up).
+    #[arg(long, default_value_t = 3.0)]
+    budget_s: f64,
+    /// Characters generated for the generation rate (0: skip).
+    #[arg(long, default_value_t = 200)]
+    generate_chars: usize,
+    /// Only measure the fp32 matmul rate of the device.
+    #[arg(long)]
+    matmul_peak: bool,
 }
 
 #[derive(Args)]
@@ -480,6 +507,38 @@ fn cmd_parity(dir: &Path, device: DeviceArg) -> Result<()> {
     Ok(())
 }
 
+fn cmd_bench(args: BenchArgs) -> Result<()> {
+    use chargpt::bench;
+    let device = select_device(args.device)?;
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    let threads = tch::get_num_threads();
+    if args.matmul_peak {
+        let n = if device.is_cuda() { 8192 } else { 2048 };
+        println!("matmul_gflops,{:.3},{threads}", bench::matmul_peak_gflops(device, n));
+        return Ok(());
+    }
+    let (mut cfg, batch) = bench::bench_config(&args.config, 84)
+        .with_context(|| format!("unknown bench configuration {:?}: use cpu or blog", args.config))?;
+    cfg.fast = args.implementation == Impl::Fast;
+    let implementation = format!("{:?}", args.implementation).to_lowercase();
+    println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device");
+    for kind in parse_model_list(&args.models)? {
+        let mut b = bench::StepBench::new(kind, &cfg, batch, device);
+        let times = b.time_steps(3, 5, args.budget_s);
+        let gen = if args.generate_chars > 0 { bench::generation_rate(&b.model, args.generate_chars) } else { f64::NAN };
+        println!(
+            "{kind},{implementation},{},{:.4},{:.0},{gen:.1},{threads},{}",
+            b.model.num_parameters(),
+            bench::median(&times) * 1e3,
+            bench::flops_per_step(&b.model, batch),
+            device_name(device)
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => cmd_train(a),
@@ -488,6 +547,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(a) => cmd_models(a),
         Command::Plot { run_dir } => chargpt::plot::plot_run(&run_dir),
         Command::Parity { reference, device } => cmd_parity(&reference, device),
+        Command::Bench(a) => cmd_bench(a),
     }
 }
 

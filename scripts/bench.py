@@ -1,0 +1,87 @@
+"""`make bench`: chargpt (faithful and fast) and PyTorch eager side by side, model by
+model, interleaved so that drift of the machine hits both alike. Writes
+results/bench-<device>.csv and prints the table."""
+import argparse
+import csv
+import io
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "chargpt"
+PY = sys.executable
+
+
+def rows(cmd):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--config", default=None, help="cpu or blog (default: cpu on cpu, blog on cuda)")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=3.0)
+    ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
+    dev = "cuda" if a.device.startswith("cuda") else "cpu"
+    peak_line = subprocess.run([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads)],
+                               check=True, capture_output=True, text=True).stdout.strip().split(",")
+    peak, threads = float(peak_line[1]), int(peak_line[2])
+    print(f"fp32 matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads)", flush=True)
+    table = []
+    for name in a.models.split(","):
+        common = ["--models", name, "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s)]
+        faithful = rows([BIN, "bench", "--impl", "faithful", "--device", dev] + common)[0]
+        pytorch = rows([PY, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common)[0]
+        fast = rows([BIN, "bench", "--impl", "fast", "--device", dev] + common)[0]
+        flops = float(faithful["flops_per_step"])
+        tokens = {"cpu": 32 * 64, "blog": 64 * 256}[config]
+        rust_ms, fast_ms, py_ms = (float(r["ms_per_step"]) for r in (faithful, fast, pytorch))
+        row = dict(
+            model=name,
+            parameters=int(faithful["parameters"]),
+            rust_ms_per_step=round(rust_ms, 3),
+            fast_ms_per_step=round(fast_ms, 3),
+            pytorch_ms_per_step=round(py_ms, 3),
+            ratio_rust_pytorch=round(rust_ms / py_ms, 3),
+            ratio_fast_pytorch=round(fast_ms / py_ms, 3),
+            tokens_per_s=round(tokens / (rust_ms / 1e3)),
+            fast_tokens_per_s=round(tokens / (fast_ms / 1e3)),
+            flops_per_step=int(flops),
+            rust_gflops=round(flops / rust_ms / 1e6, 2),
+            fast_gflops=round(flops / fast_ms / 1e6, 2),
+            rust_pct_of_peak=round(100 * flops / rust_ms / 1e6 / peak, 1),
+            fast_pct_of_peak=round(100 * flops / fast_ms / 1e6 / peak, 1),
+            matmul_peak_gflops=round(peak, 1),
+            rust_gen_chars_per_s=float(faithful["gen_chars_per_s"]),
+            fast_gen_chars_per_s=float(fast["gen_chars_per_s"]),
+            pytorch_gen_chars_per_s=float(pytorch["gen_chars_per_s"]),
+            threads=threads,
+            config=config,
+        )
+        table.append(row)
+        print(f"{name:>4}: rust {rust_ms:8.2f} ms  fast {fast_ms:8.2f} ms  pytorch {py_ms:8.2f} ms  "
+              f"ratio {row['ratio_rust_pytorch']:.2f} / fast {row['ratio_fast_pytorch']:.2f}  "
+              f"fast {row['fast_pct_of_peak']:.1f}% of peak", flush=True)
+    out = pathlib.Path(a.out or ROOT / "results" / f"bench-{a.device}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    print(f"\n| model | params | rust ms | fast ms | pytorch ms | rust/pt | fast/pt | fast GFLOP/s | fast % peak |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in table:
+        print(f"| {r['model']} | {r['parameters']:,} | {r['rust_ms_per_step']} | {r['fast_ms_per_step']} | "
+              f"{r['pytorch_ms_per_step']} | {r['ratio_rust_pytorch']} | {r['ratio_fast_pytorch']} | "
+              f"{r['fast_gflops']} | {r['fast_pct_of_peak']} |")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""PyTorch eager side of `make bench`: the same training step as `chargpt bench`
+(forward, loss, zero_grad, backward, AdamW step, loss.item()) with the reference models,
+same configuration, same thread count; prints the same CSV line format."""
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference as ref  # noqa: E402
+
+CONFIGS = {
+    "cpu": (dict(n_embed=128, num_heads=4, block_size=64, block_layers=4, dropout=0.2), 32),
+    "blog": (dict(n_embed=384, num_heads=6, block_size=256, block_layers=6, dropout=0.3), 64),
+}
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
+    ap.add_argument("--config", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=3.0)
+    ap.add_argument("--generate-chars", type=int, default=200)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    sizes, batch = CONFIGS[a.config]
+    cfg = dict(vocab_size=84, **sizes)
+    print("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device")
+    for name in a.models.split(","):
+        torch.manual_seed(0)
+        model = ref.build(name, cfg).to(a.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randint(84, (batch, cfg["block_size"]), device=a.device)
+        y = torch.randint(84, (batch, cfg["block_size"]), device=a.device)
+        model.train()
+
+        def step():
+            _, loss = model(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        for _ in range(3):
+            step()
+        times, start = [], time.perf_counter()
+        while len(times) < 5 or time.perf_counter() - start < a.budget_s:
+            sync(a.device)
+            t0 = time.perf_counter()
+            step()
+            sync(a.device)
+            times.append(time.perf_counter() - t0)
+            if len(times) >= 1000:
+                break
+        gen = float("nan")
+        if a.generate_chars:
+            start_tok = torch.ones((1, 1), dtype=torch.long, device=a.device)
+            ref.generate(model, start_tok, 10, cfg["block_size"], name in ("v1", "v2"))
+            t0 = time.perf_counter()
+            ref.generate(model, start_tok, a.generate_chars, cfg["block_size"], name in ("v1", "v2"))
+            gen = a.generate_chars / (time.perf_counter() - t0)
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{name},pytorch,{params},{statistics.median(times) * 1e3:.4f},,{gen:.1f},"
+              f"{torch.get_num_threads()},{a.device}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+//! Measuring what a training step costs: the step itself (forward, loss, backward,
+//! AdamW, the loss read back as the trainer does), generation throughput, the analytic
+//! FLOPs of a step, and the machine's fp32 matmul rate through libtorch.
+
+use crate::layers::Config;
+use crate::models::{Model, ModelKind};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::sample;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// The two bench configurations of the benchmark issue.
+pub fn bench_config(name: &str, vocab_size: i64) -> Option<(Config, i64)> {
+    let (c, h, t, l, p, b) = match name {
+        "cpu" => (128, 4, 64, 4, 0.2, 32),
+        "blog" => (384, 6, 256, 6, 0.3, 64),
+        _ => return None,
+    };
+    Some((Config { vocab_size, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: p, fast: false }, b))
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// A model, its optimiser and one fixed batch, ready to time steps.
+pub struct StepBench {
+    pub model: Model,
+    opt: AdamW,
+    x: Tensor,
+    y: Tensor,
+}
+
+impl StepBench {
+    pub fn new(kind: ModelKind, cfg: &Config, batch_size: i64, device: Device) -> Self {
+        tch::manual_seed(0);
+        let model = Model::new(kind, cfg, device).expect("bench configuration is valid");
+        let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4));
+        let shape = [batch_size, cfg.block_size];
+        let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
+        let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
+        StepBench { model, opt, x, y }
+    }
+
+    /// One training step, as the trainer does it; returns the loss.
+    pub fn step(&mut self) -> f64 {
+        let loss = self.model.loss(&self.x, &self.y, true);
+        self.opt.zero_grad();
+        loss.backward();
+        self.opt.step();
+        loss.double_value(&[])
+    }
+
+    /// Seconds per step: `warmup` untimed steps, then at least `min_steps` and about
+    /// `budget_s` seconds of timed ones.
+    pub fn time_steps(&mut self, warmup: usize, min_steps: usize, budget_s: f64) -> Vec<f64> {
+        for _ in 0..warmup {
+            self.step();
+        }
+        let device = self.model.device();
+        let mut times = Vec::new();
+        let start = Instant::now();
+        while times.len() < min_steps || start.elapsed().as_secs_f64() < budget_s {
+            sync(device);
+            let t0 = Instant::now();
+            self.step();
+            sync(device);
+            times.push(t0.elapsed().as_secs_f64());
+            if times.len() >= 1000 {
+                break;
+            }
+        }
+        times
+    }
+}
+
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Characters per second generating `n` characters from token 1.
+pub fn generation_rate(model: &Model, n: usize) -> f64 {
+    let _ = sample::generate(model, &[sample::START_TOKEN], 10, false, |_| {});
+    let t0 = Instant::now();
+    let _ = sample::generate(model, &[sample::START_TOKEN], n, false, |_| {});
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Analytic FLOPs of one training step: 6 per weight per token for every matmul weight
+/// used in forward (2 forward, 4 backward), plus the attention score and weighted-sum
+/// matmuls, 12 B T^2 C per attention layer (the full T x T, as the blog computes it).
+/// Embedding lookups, element-wise ops and the optimiser are not counted.
+pub fn flops_per_step(model: &Model, batch_size: i64) -> f64 {
+    let cfg = &model.cfg;
+    let tokens = (batch_size * cfg.block_size) as f64;
+    let unused_ff = model.kind >= ModelKind::V7;
+    let matmul_weights: i64 = model
+        .named_parameters()
+        .iter()
+        .filter(|(n, t)| t.dim() == 2 && !n.contains("embedding") && !(unused_ff && n.starts_with("ff.")))
+        .map(|(_, t)| t.numel() as i64)
+        .sum();
+    let attention_layers = match model.kind {
+        ModelKind::V1 | ModelKind::V2 | ModelKind::V3 => 0,
+        ModelKind::V4 | ModelKind::V5 | ModelKind::V6 => 1,
+        ModelKind::V7 | ModelKind::V8 | ModelKind::V9 => 3,
+        ModelKind::V10 => cfg.block_layers,
+    };
+    let t = cfg.block_size as f64;
+    6.0 * matmul_weights as f64 * tokens + 12.0 * attention_layers as f64 * batch_size as f64 * t * t * cfg.n_embed as f64
+}
+
+/// The machine's fp32 matmul rate through libtorch, in GFLOP/s (median of several).
+pub fn matmul_peak_gflops(device: Device, n: i64) -> f64 {
+    tch::manual_seed(0);
+    let a = Tensor::randn([n, n], (Kind::Float, device));
+    let b = Tensor::randn([n, n], (Kind::Float, device));
+    let mut times = Vec::new();
+    for i in 0..8 {
+        sync(device);
+        let t0 = Instant::now();
+        let _c = a.matmul(&b);
+        sync(device);
+        if i >= 2 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n as f64).powi(3) / median(&times) / 1e9
+}
