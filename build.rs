@@ -2,8 +2,9 @@
 //! - an rpath to libtorch's lib dir, so the binary runs without LD_LIBRARY_PATH;
 //! - `libtorch_cuda.so` linked with `--no-as-needed` when present: nothing in our code
 //!   references it, so the linker would drop it and CUDA would silently look absent;
-//! - a small C++ shim for what tch does not expose (the CPU generator's state, for
-//!   resumable runs that draw the same random numbers as uninterrupted ones).
+//! - a small C++ shim for what tch does not expose: the CPU generator's state (for
+//!   resumable runs that draw the same random numbers as uninterrupted ones), and
+//!   AdamW's update / `grad = None` exactly as torch.optim.AdamW performs them.
 use std::path::PathBuf;
 
 fn main() {
@@ -21,6 +22,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/rng_state.cpp")
+        .file("csrc/adamw.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -28,5 +30,6 @@ fn main() {
         .warnings(false)
         .compile("chargpt_shim");
     println!("cargo:rerun-if-changed=csrc/rng_state.cpp");
+    println!("cargo:rerun-if-changed=csrc/adamw.cpp");
     println!("cargo:rerun-if-changed=build.rs");
 }

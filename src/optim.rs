@@ -1,6 +1,7 @@
 //! AdamW exactly as `torch.optim.AdamW` computes it (single-tensor path, PyTorch's
-//! defaults), written out so that its state can be saved and resumed; tch's wrapper
-//! around the C++ optimiser keeps the moments out of reach.
+//! defaults), with its state in our hands so that it can be saved and resumed; tch's
+//! wrapper around the C++ optimiser keeps the moments out of reach. The per-tensor
+//! update runs in `csrc/adamw.cpp`, op for op as PyTorch's Python code issues it.
 
 use std::collections::BTreeMap;
 use tch::Tensor;
@@ -28,6 +29,21 @@ pub struct ParamState {
     pub exp_avg_sq: Tensor,
 }
 
+extern "C" {
+    fn chargpt_clear_grad(param: *mut torch_sys::C_tensor);
+    fn chargpt_adamw_update(
+        param: *mut torch_sys::C_tensor,
+        exp_avg: *mut torch_sys::C_tensor,
+        exp_avg_sq: *mut torch_sys::C_tensor,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        step: i64,
+    ) -> i32;
+}
+
 pub struct AdamW {
     pub cfg: AdamWConfig,
     params: Vec<(String, Tensor)>,
@@ -39,15 +55,11 @@ impl AdamW {
         AdamW { cfg, params, state: BTreeMap::new() }
     }
 
-    /// `optimizer.zero_grad()` (set_to_none=True, PyTorch's default).
-    pub fn zero_grad(&self) {
-        for (_, p) in &self.params {
-            let mut grad = p.grad();
-            if grad.defined() {
-                // Detach and drop: the next backward allocates a fresh gradient, as with None.
-                let _ = grad.detach_();
-                let _ = grad.zero_();
-            }
+    /// `optimizer.zero_grad()` with PyTorch's default `set_to_none=True`: the next backward
+    /// writes fresh gradients instead of zero-filling and accumulating into old ones.
+    pub fn zero_grad(&mut self) {
+        for (_, p) in &mut self.params {
+            unsafe { chargpt_clear_grad(p.as_mut_ptr()) };
         }
     }
 
@@ -55,31 +67,31 @@ impl AdamW {
     /// (the unused top-level `ff` of V7..V10) is skipped, as PyTorch skips `grad is None`.
     pub fn step(&mut self) {
         let c = self.cfg;
-        tch::no_grad(|| {
-            for (name, p) in &self.params {
-                let grad = p.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let st = self.state.entry(name.clone()).or_insert_with(|| ParamState {
-                    step: 0,
-                    exp_avg: p.zeros_like(),
-                    exp_avg_sq: p.zeros_like(),
-                });
-                st.step += 1;
-                let mut p = p.shallow_clone();
-                let _ = p.g_mul_scalar_(1.0 - c.lr * c.weight_decay);
-                let _ = st.exp_avg.lerp_(&grad, 1.0 - c.beta1);
-                // addcmul_(g, g, value=v) computes (v * g) * g; passing (g * v, g) rounds identically.
-                let _ = st.exp_avg_sq.g_mul_scalar_(c.beta2).addcmul_(&grad.g_mul_scalar(1.0 - c.beta2), &grad);
-                let bias_correction1 = 1.0 - c.beta1.powf(st.step as f64);
-                let bias_correction2 = 1.0 - c.beta2.powf(st.step as f64);
-                let step_size = c.lr / bias_correction1;
-                let denom = (st.exp_avg_sq.sqrt() / bias_correction2.sqrt()).g_add_scalar_(c.eps);
-                // addcdiv_(m, d, value=s) computes (s * m) / d; so does passing (m * s, d).
-                let _ = p.addcdiv_(&(&st.exp_avg * -step_size), &denom);
+        for (name, p) in &mut self.params {
+            if !p.grad().defined() {
+                continue;
             }
-        });
+            let st = self.state.entry(name.clone()).or_insert_with(|| ParamState {
+                step: 0,
+                exp_avg: p.zeros_like(),
+                exp_avg_sq: p.zeros_like(),
+            });
+            st.step += 1;
+            let rc = unsafe {
+                chargpt_adamw_update(
+                    p.as_mut_ptr(),
+                    st.exp_avg.as_mut_ptr(),
+                    st.exp_avg_sq.as_mut_ptr(),
+                    c.lr,
+                    c.beta1,
+                    c.beta2,
+                    c.eps,
+                    c.weight_decay,
+                    st.step,
+                )
+            };
+            assert_eq!(rc, 0, "AdamW update of {name} failed in libtorch");
+        }
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {

@@ -12,6 +12,7 @@ pub struct Progress {
     last_line: Instant,
     last_loss: Option<f64>,
     last_eval: Option<(f64, f64)>,
+    visible: bool,
 }
 
 /// True when progress bars should be drawn (stderr is a terminal).
@@ -22,7 +23,16 @@ pub fn interactive() -> bool {
 impl Progress {
     /// Starts a bar (or plain logging) for `total` units of `label`'s work, from `start`.
     pub fn new(label: &str, total: u64, start: u64, unit: &str) -> Self {
-        let bar = interactive().then(|| {
+        Self::with_visibility(label, total, start, unit, true)
+    }
+
+    /// A progress that shows nothing (library use, tests, parity runs).
+    pub fn hidden(label: &str, total: u64) -> Self {
+        Self::with_visibility(label, total, 0, "", false)
+    }
+
+    fn with_visibility(label: &str, total: u64, start: u64, unit: &str, visible: bool) -> Self {
+        let bar = (visible && interactive()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5));
             let template = format!("{{prefix:>4}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}");
             bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
@@ -37,6 +47,7 @@ impl Progress {
             last_line: Instant::now(),
             last_loss: None,
             last_eval: None,
+            visible,
         }
     }
 
@@ -61,6 +72,7 @@ impl Progress {
                 bar.set_position(done);
                 bar.set_message(self.message());
             }
+            None if !self.visible => {}
             None => {
                 if self.last_line.elapsed() >= Duration::from_secs(30) || done == self.total {
                     self.last_line = Instant::now();

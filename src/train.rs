@@ -360,7 +360,11 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     };
 
     let tokens_per_step = (opts.batch_size * opts.block_size) as f64;
-    let mut progress = Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps");
+    let mut progress = if job.verbose {
+        Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps")
+    } else {
+        Progress::hidden(&label, opts.steps as u64)
+    };
     let session_start = Instant::now();
     let wall_before = state.wall_seconds;
     let mut last_eval = (state.steps_done, state.train_seconds);
