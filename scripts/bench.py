@@ -23,7 +23,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--config", default=None, help="cpu or blog (default: cpu on cpu, blog on cuda)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--budget-s", type=float, default=3.0)
+    ap.add_argument("--budget-s", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=3, help="alternations per model; the median round counts")
     ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -32,13 +33,24 @@ def main():
     peak_line = subprocess.run([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads)],
                                check=True, capture_output=True, text=True).stdout.strip().split(",")
     peak, threads = float(peak_line[1]), int(peak_line[2])
-    print(f"fp32 matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads)", flush=True)
+    print(f"fp32 matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads); "
+          f"{a.rounds} rounds of {a.budget_s}s per side and model, median round", flush=True)
     table = []
     for name in a.models.split(","):
         common = ["--models", name, "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s)]
-        faithful = rows([BIN, "bench", "--impl", "faithful", "--device", dev] + common)[0]
-        pytorch = rows([PY, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common)[0]
-        fast = rows([BIN, "bench", "--impl", "fast", "--device", dev] + common)[0]
+        sides = {
+            "faithful": [BIN, "bench", "--impl", "faithful", "--device", dev] + common,
+            "pytorch": [PY, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common,
+            "fast": [BIN, "bench", "--impl", "fast", "--device", dev] + common,
+        }
+        runs = {k: [] for k in sides}
+        for r in range(a.rounds):
+            # Alternate the order so that drift of the machine hits every side alike.
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            for k in order:
+                runs[k].append(rows(sides[k])[0])
+        pick = lambda k: sorted(runs[k], key=lambda row: float(row["ms_per_step"]))[len(runs[k]) // 2]
+        faithful, pytorch, fast = pick("faithful"), pick("pytorch"), pick("fast")
         flops = float(faithful["flops_per_step"])
         tokens = {"cpu": 32 * 64, "blog": 64 * 256}[config]
         rust_ms, fast_ms, py_ms = (float(r["ms_per_step"]) for r in (faithful, fast, pytorch))
