@@ -47,5 +47,11 @@ fn steps(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, steps);
+criterion_group! {
+    name = benches;
+    // No criterion plots: the numbers are what matter here, and its plot backend finds
+    // no font once plotters' ab_glyph feature (used by `chargpt plot`) is on.
+    config = Criterion::default().without_plots();
+    targets = steps
+}
 criterion_main!(benches);
