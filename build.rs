@@ -23,6 +23,7 @@ fn main() {
         .cpp(true)
         .file("csrc/rng_state.cpp")
         .file("csrc/adamw.cpp")
+        .file("csrc/precision.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -31,5 +32,6 @@ fn main() {
         .compile("chargpt_shim");
     println!("cargo:rerun-if-changed=csrc/rng_state.cpp");
     println!("cargo:rerun-if-changed=csrc/adamw.cpp");
+    println!("cargo:rerun-if-changed=csrc/precision.cpp");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -5,6 +5,7 @@
 use crate::layers::Config;
 use crate::models::{Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::precision::Precision;
 use crate::sample;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -28,6 +29,7 @@ fn sync(device: Device) {
 /// A model, its optimiser and one fixed batch, ready to time steps.
 pub struct StepBench {
     pub model: Model,
+    pub precision: Precision,
     opt: AdamW,
     x: Tensor,
     y: Tensor,
@@ -41,12 +43,12 @@ impl StepBench {
         let shape = [batch_size, cfg.block_size];
         let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
         let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
-        StepBench { model, opt, x, y }
+        StepBench { model, precision: Precision::Fp32, opt, x, y }
     }
 
     /// One training step, as the trainer does it; returns the loss.
     pub fn step(&mut self) -> f64 {
-        let loss = self.model.loss(&self.x, &self.y, true);
+        let loss = self.precision.forward(|| self.model.loss(&self.x, &self.y, true));
         self.opt.zero_grad();
         loss.backward();
         self.opt.step();

@@ -16,3 +16,4 @@ pub mod plot;
 pub mod parity;
 
 pub mod bench;
+pub mod precision;

@@ -5,6 +5,7 @@ use chargpt::checkpoint;
 use chargpt::data::{read_text, Dataset, Split};
 use chargpt::layers::Config;
 use chargpt::models::{parse_model_list, Model, ModelKind};
+use chargpt::precision::Precision;
 use chargpt::sample;
 use chargpt::train::{self, RunDir, Stopped, TrainJob, TrainOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -142,6 +143,9 @@ struct TrainArgs {
     /// Implementation of the attention layers (same parameters, same function).
     #[arg(long = "impl", value_enum, default_value = "faithful")]
     implementation: Impl,
+    /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU; bf16 = autocast, CUDA only).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
 }
 
 #[derive(Args)]
@@ -204,6 +208,9 @@ struct BenchArgs {
     /// Only measure the fp32 matmul rate of the device.
     #[arg(long)]
     matmul_peak: bool,
+    /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
 }
 
 #[derive(Args)]
@@ -238,6 +245,7 @@ fn preset_options(preset: Preset) -> TrainOptions {
         preset: format!("{preset:?}").to_lowercase(),
         device: String::new(),
         implementation: "faithful".into(),
+        precision: Precision::Fp32,
     };
     match preset {
         Preset::Blog => base,
@@ -343,6 +351,8 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             o.generate_chars = args.generate_chars.unwrap_or(o.generate_chars);
             o.seed = args.seed;
             o.implementation = format!("{:?}", args.implementation).to_lowercase();
+            o.precision = args.precision.unwrap_or(Precision::default_for(device));
+            o.precision.apply(device)?;
             o.data = args.data.clone();
             o.device = device_name(device).to_string();
             let path = args.out.clone().unwrap_or_else(|| {
@@ -465,7 +475,8 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
     data.check_block_size(1)?;
     let splits: &[Split] = if args.train { &[Split::Train, Split::Val] } else { &[Split::Val] };
     for &split in splits {
-        let loss = train::deterministic_loss(&model, data.split(split), args.batch_windows);
+        let label = format!("{} {}", model.kind, split.name());
+        let loss = train::deterministic_loss(&model, data.split(split), args.batch_windows, Some(&label));
         println!("{} {} loss {loss:.6}", model.kind, split.name());
     }
     Ok(())
@@ -514,6 +525,8 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         tch::set_num_threads(args.threads);
     }
     let threads = tch::get_num_threads();
+    let precision = args.precision.unwrap_or(Precision::default_for(device));
+    precision.apply(device)?;
     if args.matmul_peak {
         let n = if device.is_cuda() { 8192 } else { 2048 };
         println!("matmul_gflops,{:.3},{threads}", bench::matmul_peak_gflops(device, n));
@@ -523,17 +536,19 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("unknown bench configuration {:?}: use cpu or blog", args.config))?;
     cfg.fast = args.implementation == Impl::Fast;
     let implementation = format!("{:?}", args.implementation).to_lowercase();
-    println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device");
+    println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision");
     for kind in parse_model_list(&args.models)? {
         let mut b = bench::StepBench::new(kind, &cfg, batch, device);
+        b.precision = precision;
         let times = b.time_steps(3, 5, args.budget_s);
         let gen = if args.generate_chars > 0 { bench::generation_rate(&b.model, args.generate_chars) } else { f64::NAN };
         println!(
-            "{kind},{implementation},{},{:.4},{:.0},{gen:.1},{threads},{}",
+            "{kind},{implementation},{},{:.4},{:.0},{gen:.1},{threads},{},{}",
             b.model.num_parameters(),
             bench::median(&times) * 1e3,
             bench::flops_per_step(&b.model, batch),
-            device_name(device)
+            device_name(device),
+            format!("{precision:?}").to_lowercase()
         );
     }
     Ok(())

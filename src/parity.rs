@@ -214,6 +214,7 @@ pub fn check_same_seed_run(r: &Reference, kind: ModelKind, t: &BTreeMap<String, 
         preset: "parity".into(),
         device: "cpu".into(),
         implementation: "faithful".into(),
+        precision: crate::precision::Precision::Fp32,
     };
     let job = TrainJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };
     let trained = train::train_model(&job)?;

@@ -8,6 +8,7 @@ use crate::data::{Dataset, Split};
 use crate::layers::Config;
 use crate::models::{Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig, ParamState};
+use crate::precision::Precision;
 use crate::progress::Progress;
 use crate::rng::CpuRngState;
 use crate::sample;
@@ -42,6 +43,13 @@ pub struct TrainOptions {
     /// "faithful" (the default, the parity reference) or "fast".
     #[serde(default = "faithful")]
     pub implementation: String,
+    /// fp32 on the CPU; TF32 (default) or bf16 autocast on CUDA.
+    #[serde(default = "fp32")]
+    pub precision: Precision,
+}
+
+fn fp32() -> Precision {
+    Precision::Fp32
 }
 
 fn faithful() -> String {
@@ -159,10 +167,14 @@ pub fn estimate_loss(model: &Model, data: &Dataset, batch_size: i64, eval_steps:
 /// Deterministic loss over a split: consecutive non-overlapping windows of block_size
 /// (the last, shorter one included), dropout off, averaged over every predicted token.
 /// No random numbers: the number to compare across implementations.
-pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64) -> f64 {
+pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, progress: Option<&str>) -> f64 {
     let t = model.cfg.block_size;
     let n = data.size()[0];
     let full = (n - 1) / t;
+    let mut bar = match progress {
+        Some(label) => Progress::new(label, full as u64, 0, "windows"),
+        None => Progress::hidden("eval", full as u64),
+    };
     let mut total = 0.0f64;
     let mut count = 0i64;
     tch::no_grad(|| {
@@ -180,7 +192,9 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64) 
             let y = data.narrow(0, start * t + 1, b * t).view([b, t]);
             add(x, y);
             start += b;
+            bar.update(start as u64, None);
         }
+        bar.finish();
         let rest = n - 1 - full * t;
         if rest > 0 {
             add(data.narrow(0, full * t, rest).view([1, rest]), data.narrow(0, full * t + 1, rest).view([1, rest]));
@@ -320,6 +334,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     let TrainJob { kind, opts, data, device, run, .. } = *job;
     let cfg = opts.model_config(data.vocab.len() as i64);
     let label = kind.to_string();
+    opts.precision.apply(device)?;
     tch::manual_seed(opts.seed);
     let model = Model::new(kind, &cfg, device)?;
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
@@ -382,7 +397,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         }
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
-        let loss = model.loss(&x, &y, true);
+        let loss = opts.precision.forward(|| model.loss(&x, &y, true));
         opt.zero_grad();
         loss.backward();
         opt.step();

@@ -94,6 +94,7 @@ fn bad_sizes_and_names_are_refused() {
     fails_with(&["generate"], "--checkpoint");
     if !tch::Cuda::is_available() {
         fails_with(&strs(&tiny_train(&out, "v1", &["--device", "cuda"])), "no CUDA GPU");
+        fails_with(&strs(&tiny_train(&out, "v1", &["--precision", "bf16"])), "--precision bf16 is for CUDA");
     }
     assert!(!out.exists());
 }

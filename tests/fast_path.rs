@@ -73,6 +73,7 @@ fn fast_path_trains_to_the_same_loss() {
         preset: "test".into(),
         device: "cpu".into(),
         implementation: implementation.into(),
+        precision: chargpt::precision::Precision::Fp32,
     };
     let run = |o: &TrainOptions| {
         let job = TrainJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };

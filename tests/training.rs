@@ -34,6 +34,7 @@ fn options(steps: i64, seed: i64) -> TrainOptions {
         preset: "test".into(),
         device: "cpu".into(),
         implementation: "faithful".into(),
+        precision: chargpt::precision::Precision::Fp32,
     }
 }
 
