@@ -227,26 +227,7 @@ struct ModelsArgs {
 
 /// The values of a preset, before flags override them.
 fn preset_options(preset: Preset) -> TrainOptions {
-    let base = TrainOptions {
-        models: Vec::new(),
-        batch_size: 64,
-        block_size: 256,
-        n_embed: 384,
-        num_heads: 6,
-        block_layers: 6,
-        dropout: 0.3,
-        lr: 1e-3,
-        steps: 10_000,
-        eval_every: 1000,
-        eval_steps: 10,
-        generate_chars: 1000,
-        seed: 1337,
-        data: PathBuf::new(),
-        preset: format!("{preset:?}").to_lowercase(),
-        device: String::new(),
-        implementation: "faithful".into(),
-        precision: Precision::Fp32,
-    };
+    let base = TrainOptions { preset: format!("{preset:?}").to_lowercase(), ..TrainOptions::default() };
     match preset {
         Preset::Blog => base,
         Preset::Cpu => TrainOptions {

@@ -210,11 +210,8 @@ pub fn check_same_seed_run(r: &Reference, kind: ModelKind, t: &BTreeMap<String, 
         eval_steps: m.run.eval_steps,
         generate_chars: m.run.generate_chars,
         seed,
-        data: PathBuf::new(),
         preset: "parity".into(),
-        device: "cpu".into(),
-        implementation: "faithful".into(),
-        precision: crate::precision::Precision::Fp32,
+        ..TrainOptions::default()
     };
     let job = TrainJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };
     let trained = train::train_model(&job)?;

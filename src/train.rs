@@ -52,6 +52,32 @@ fn fp32() -> Precision {
     Precision::Fp32
 }
 
+impl Default for TrainOptions {
+    /// The blog's trainer (MODELS.md, "The trainer") on the default corpus, all ten models.
+    fn default() -> Self {
+        TrainOptions {
+            models: crate::models::ModelKind::ALL.iter().map(|m| m.to_string()).collect(),
+            batch_size: 64,
+            block_size: 256,
+            n_embed: 384,
+            num_heads: 6,
+            block_layers: 6,
+            dropout: 0.3,
+            lr: 1e-3,
+            steps: 10_000,
+            eval_every: 1000,
+            eval_steps: 10,
+            generate_chars: 1000,
+            seed: 1337,
+            data: PathBuf::from("data/shakespeare.txt"),
+            preset: "blog".into(),
+            device: "cpu".into(),
+            implementation: faithful(),
+            precision: Precision::Fp32,
+        }
+    }
+}
+
 fn faithful() -> String {
     "faithful".to_string()
 }

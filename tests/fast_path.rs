@@ -5,7 +5,6 @@ use chargpt::data::Dataset;
 use chargpt::layers::Config;
 use chargpt::models::{Model, ModelKind};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
@@ -56,7 +55,6 @@ fn fast_path_trains_to_the_same_loss() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
     let data = Dataset::new(&text);
     let opts = |implementation: &str| TrainOptions {
-        models: vec![],
         batch_size: 16,
         block_size: 16,
         n_embed: 32,
@@ -69,11 +67,8 @@ fn fast_path_trains_to_the_same_loss() {
         eval_steps: 10,
         generate_chars: 10,
         seed: 3,
-        data: PathBuf::new(),
-        preset: "test".into(),
-        device: "cpu".into(),
         implementation: implementation.into(),
-        precision: chargpt::precision::Precision::Fp32,
+        ..TrainOptions::default()
     };
     let run = |o: &TrainOptions| {
         let job = TrainJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };

@@ -4,7 +4,6 @@ use chargpt::checkpoint::{self, ModelInfo};
 use chargpt::data::Dataset;
 use chargpt::models::{Model, ModelKind};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
@@ -17,7 +16,6 @@ fn text() -> String {
 
 fn options(steps: i64, seed: i64) -> TrainOptions {
     TrainOptions {
-        models: vec![],
         batch_size: 16,
         block_size: 16,
         n_embed: 32,
@@ -30,11 +28,7 @@ fn options(steps: i64, seed: i64) -> TrainOptions {
         eval_steps: 4,
         generate_chars: 20,
         seed,
-        data: PathBuf::new(),
-        preset: "test".into(),
-        device: "cpu".into(),
-        implementation: "faithful".into(),
-        precision: chargpt::precision::Precision::Fp32,
+        ..TrainOptions::default()
     }
 }
 
