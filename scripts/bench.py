@@ -10,7 +10,6 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "chargpt"
-PY = sys.executable
 
 
 def rows(cmd):
@@ -27,6 +26,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="alternations per model; the median round counts")
     ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--python", default=sys.executable, help="the Python with torch for the PyTorch side")
     a = ap.parse_args()
     config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
     dev = "cuda" if a.device.startswith("cuda") else "cpu"
@@ -40,7 +40,7 @@ def main():
         common = ["--models", name, "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s)]
         sides = {
             "faithful": [BIN, "bench", "--impl", "faithful", "--device", dev] + common,
-            "pytorch": [PY, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common,
+            "pytorch": [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common,
             "fast": [BIN, "bench", "--impl", "fast", "--device", dev] + common,
         }
         runs = {k: [] for k in sides}
