@@ -364,6 +364,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second Ctrl-C while the checkpoint is being written exits at once (code 1);
+        // the checkpoint of the last evaluation is still complete on disk.
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
         signal_hook::flag::register(signal, Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
     }
     println!(

@@ -454,7 +454,17 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     progress.finish();
 
     let start = [sample::START_TOKEN];
-    let tokens = sample::generate(&model, &start, opts.generate_chars, false, |_| {});
+    let mut bar = if job.verbose {
+        Progress::new(&label, opts.generate_chars as u64, 0, "chars")
+    } else {
+        Progress::hidden(&label, opts.generate_chars as u64)
+    };
+    let mut produced = 0u64;
+    let tokens = sample::generate(&model, &start, opts.generate_chars, false, |_| {
+        produced += 1;
+        bar.update(produced, None);
+    });
+    bar.finish();
     let text = data.vocab.decode(&tokens[1..]);
     if job.verbose {
         println!("--- {kind} sample ---\n{text}\n---");
