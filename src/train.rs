@@ -453,7 +453,8 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     }
     progress.finish();
 
-    let start = [sample::START_TOKEN];
+    // The blog starts from token 1; a one-character vocabulary only has token 0.
+    let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
     let mut bar = if job.verbose {
         Progress::new(&label, opts.generate_chars as u64, 0, "chars")
     } else {

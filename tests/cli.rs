@@ -48,6 +48,31 @@ fn train_generate_eval_end_to_end() {
 }
 
 #[test]
+fn the_fast_path_trains_generates_and_resumes_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = ok(&strs(&tiny_train(&out, "v5,v10", &["--impl", "fast"])));
+    assert!(r.stdout.contains("v10 step 40: train loss"), "{}", r.stdout);
+    let run_json = fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("\"implementation\": \"fast\""), "{run_json}");
+    // Same checkpoint format as the faithful path: it loads and generates.
+    ok(&["generate", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--chars", "10"]);
+}
+
+#[test]
+fn a_one_character_text_still_trains_and_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("a.txt");
+    fs::write(&text, "a".repeat(400)).unwrap();
+    let out = dir.path().join("run");
+    let mut args = tiny_train(&out, "v1,v3", &[]);
+    let i = args.iter().position(|s| s == "--data").unwrap();
+    args[i + 1] = text.display().to_string();
+    ok(&strs(&args));
+    assert_eq!(fs::read_to_string(out.join("v3.sample.txt")).unwrap(), "a".repeat(40));
+}
+
+#[test]
 fn models_lists_the_table_of_models_md() {
     let r = ok(&["models", "--preset", "blog"]);
     assert!(r.stdout.contains("10951380"), "{}", r.stdout);
