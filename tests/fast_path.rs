@@ -1,6 +1,8 @@
 //! `--impl fast` computes the same function as the faithful path: same parameters, same
 //! logits (to 1e-4 at dropout 0) and gradients, and it trains to the same loss.
 
+mod common;
+
 use chargpt::data::Dataset;
 use chargpt::layers::Config;
 use chargpt::models::{Model, ModelKind};
@@ -55,20 +57,10 @@ fn fast_path_trains_to_the_same_loss() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
     let data = Dataset::new(&text);
     let opts = |implementation: &str| TrainOptions {
-        batch_size: 16,
-        block_size: 16,
-        n_embed: 32,
-        num_heads: 4,
-        block_layers: 2,
-        dropout: 0.1,
-        lr: 1e-2,
         steps: 201,
-        eval_every: 100,
         eval_steps: 10,
-        generate_chars: 10,
-        seed: 3,
         implementation: implementation.into(),
-        ..TrainOptions::default()
+        ..common::small_options(201, 3, 1e-2)
     };
     let run = |o: &TrainOptions| {
         let job = TrainJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };

@@ -1,5 +1,6 @@
 //! The trainer learns, is reproducible, and its checkpoints round-trip.
 
+mod common;
 use chargpt::checkpoint::{self, ModelInfo};
 use chargpt::data::Dataset;
 use chargpt::models::{Model, ModelKind};
@@ -15,21 +16,7 @@ fn text() -> String {
 }
 
 fn options(steps: i64, seed: i64) -> TrainOptions {
-    TrainOptions {
-        batch_size: 16,
-        block_size: 16,
-        n_embed: 32,
-        num_heads: 4,
-        block_layers: 2,
-        dropout: 0.1,
-        lr: 3e-3,
-        steps,
-        eval_every: 100,
-        eval_steps: 4,
-        generate_chars: 20,
-        seed,
-        ..TrainOptions::default()
-    }
+    common::small_options(steps, seed, 3e-3)
 }
 
 fn train(kind: ModelKind, opts: &TrainOptions, data: &Dataset) -> chargpt::train::Trained {

@@ -1,6 +1,7 @@
 //! Helpers for tests that drive the real `chargpt` binary.
 #![allow(dead_code)]
 
+use chargpt::train::TrainOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -71,4 +72,23 @@ pub fn tiny_train<'a>(out: &'a Path, models: &'a str, extra: &[&'a str]) -> Vec<
 
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// A small model and trainer (C 32, H 4, Tmax 16, L 2, B 16) for in-process training tests.
+pub fn small_options(steps: i64, seed: i64, lr: f64) -> TrainOptions {
+    TrainOptions {
+        batch_size: 16,
+        block_size: 16,
+        n_embed: 32,
+        num_heads: 4,
+        block_layers: 2,
+        dropout: 0.1,
+        lr,
+        steps,
+        eval_every: 100,
+        eval_steps: 4,
+        generate_chars: 20,
+        seed,
+        ..TrainOptions::default()
+    }
 }
