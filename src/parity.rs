@@ -2,7 +2,7 @@
 //! `scripts/dump_reference.py`). Used by the parity tests and `chargpt parity`.
 
 use crate::checkpoint::read_safetensors;
-use crate::data::{Dataset, Vocab};
+use crate::data::Dataset;
 use crate::layers::Config;
 use crate::models::{Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
@@ -242,7 +242,3 @@ pub fn check_model(r: &Reference, kind: ModelKind, device: Device) -> Result<Rep
     Ok(report)
 }
 
-/// The vocabulary of the reference excerpt (for tests that build checkpoints).
-pub fn vocab(r: &Reference) -> &Vocab {
-    &r.data.vocab
-}
