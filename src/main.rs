@@ -386,8 +386,6 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             summaries.push(done);
             continue;
         }
-        let model_params = Model::new(kind, &cfg, Device::Cpu).map(|m| m.num_parameters()).unwrap_or(0);
-        println!("== {kind}: {} ({model_params} parameters)", kind.adds());
         let job = TrainJob { kind, opts: &opts, data: &data, device, run: Some(&run), stop: Some(Arc::clone(&stop)), verbose: true };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train::train_model(&job)))
             .unwrap_or_else(|payload| Err(anyhow::anyhow!("{kind}: {}", panic_message(payload))));
@@ -561,6 +559,9 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
     }
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if first.starts_with("failed printing") {
+        return "output closed early (broken pipe)".to_string();
+    }
     format!("libtorch error: {first}")
 }
 

@@ -21,17 +21,9 @@ pub fn interactive() -> bool {
 }
 
 impl Progress {
-    /// Starts a bar (or plain logging) for `total` units of `label`'s work, from `start`.
-    pub fn new(label: &str, total: u64, start: u64, unit: &str) -> Self {
-        Self::with_visibility(label, total, start, unit, true)
-    }
-
-    /// A progress that shows nothing (library use, tests, parity runs).
-    pub fn hidden(label: &str, total: u64) -> Self {
-        Self::with_visibility(label, total, 0, "", false)
-    }
-
-    fn with_visibility(label: &str, total: u64, start: u64, unit: &str, visible: bool) -> Self {
+    /// Starts a bar (or plain logging) for `total` units of `label`'s work, from `start`;
+    /// `visible: false` shows nothing (library use, tests, parity runs).
+    pub fn new(label: &str, total: u64, start: u64, unit: &str, visible: bool) -> Self {
         let bar = (visible && interactive()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5));
             let template = format!("{{prefix:>4}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}} {{msg}}");

@@ -197,10 +197,7 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, 
     let t = model.cfg.block_size;
     let n = data.size()[0];
     let full = (n - 1) / t;
-    let mut bar = match progress {
-        Some(label) => Progress::new(label, full as u64, 0, "windows"),
-        None => Progress::hidden("eval", full as u64),
-    };
+    let mut bar = Progress::new(progress.unwrap_or("eval"), full as u64, 0, "windows", progress.is_some());
     let mut total = 0.0f64;
     let mut count = 0i64;
     tch::no_grad(|| {
@@ -363,6 +360,9 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     opts.precision.apply(device)?;
     tch::manual_seed(opts.seed);
     let model = Model::new(kind, &cfg, device)?;
+    if job.verbose {
+        println!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
+    }
     let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
     let mut state = ResumeState {
         model: label.clone(),
@@ -401,11 +401,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     };
 
     let tokens_per_step = (opts.batch_size * opts.block_size) as f64;
-    let mut progress = if job.verbose {
-        Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps")
-    } else {
-        Progress::hidden(&label, opts.steps as u64)
-    };
+    let mut progress = Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
     let session_start = Instant::now();
     let wall_before = state.wall_seconds;
     let mut last_eval = (state.steps_done, state.train_seconds);
@@ -455,11 +451,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
 
     // The blog starts from token 1; a one-character vocabulary only has token 0.
     let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
-    let mut bar = if job.verbose {
-        Progress::new(&label, opts.generate_chars as u64, 0, "chars")
-    } else {
-        Progress::hidden(&label, opts.generate_chars as u64)
-    };
+    let mut bar = Progress::new(&label, opts.generate_chars as u64, 0, "chars", job.verbose);
     let mut produced = 0u64;
     let tokens = sample::generate(&model, &start, opts.generate_chars, false, |_| {
         produced += 1;
