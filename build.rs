@@ -3,8 +3,9 @@
 //! - `libtorch_cuda.so` linked with `--no-as-needed` when present: nothing in our code
 //!   references it, so the linker would drop it and CUDA would silently look absent;
 //! - a small C++ shim for what tch does not expose: the CPU generator's state (for
-//!   resumable runs that draw the same random numbers as uninterrupted ones), and
-//!   AdamW's update / `grad = None` exactly as torch.optim.AdamW performs them.
+//!   resumable runs that draw the same random numbers as uninterrupted ones), AdamW's
+//!   update / `grad = None` exactly as torch.optim.AdamW performs them, the precision
+//!   switches, and the fast path's one-pass LayerNorm.
 use std::path::PathBuf;
 
 fn main() {
@@ -24,14 +25,18 @@ fn main() {
         .file("csrc/rng_state.cpp")
         .file("csrc/adamw.cpp")
         .file("csrc/precision.cpp")
+        .file("csrc/layer_norm.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        // Lets the `omp simd` loops of the fused kernels vectorise (no OpenMP runtime).
+        .flag("-fopenmp-simd")
         .warnings(false)
         .compile("chargpt_shim");
     println!("cargo:rerun-if-changed=csrc/rng_state.cpp");
     println!("cargo:rerun-if-changed=csrc/adamw.cpp");
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
+    println!("cargo:rerun-if-changed=csrc/layer_norm.cpp");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tch::Device;
 
 fn steps(c: &mut Criterion) {
+    chargpt::memory::keep_freed_tensor_memory();
     let mut configs = vec![("cpu", Device::Cpu)];
     if tch::Cuda::is_available() {
         configs.push(("blog", Device::Cuda(0)));

@@ -5,6 +5,8 @@
 
 pub mod data;
 pub mod layers;
+pub mod memory;
+pub mod fused;
 pub mod models;
 pub mod checkpoint;
 pub mod optim;

@@ -1,0 +1,87 @@
+//! Hand-written CPU kernels for the fast path, where libtorch's eager ops would make
+//! many passes over memory (`csrc/layer_norm.cpp`).
+
+use tch::{Device, Kind, Tensor};
+
+extern "C" {
+    fn chargpt_blog_layer_norm(
+        x: *const torch_sys::C_tensor,
+        gamma: *const torch_sys::C_tensor,
+        beta: *const torch_sys::C_tensor,
+        eps: f64,
+    ) -> *mut torch_sys::C_tensor;
+    fn chargpt_last_error() -> *const std::os::raw::c_char;
+}
+
+/// Whether the one-pass kernels apply: fp32 tensors on the CPU.
+pub fn applies(x: &Tensor) -> bool {
+    x.device() == Device::Cpu && x.kind() == Kind::Float
+}
+
+/// The blog's LayerNorm over the last dim (unbiased std, `eps` added to the std) in one
+/// pass forward and one backward, with autograd. `x` must be fp32 on the CPU.
+pub fn blog_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+    let ptr = unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) };
+    if ptr.is_null() {
+        let msg = unsafe { std::ffi::CStr::from_ptr(chargpt_last_error()) };
+        panic!("fused LayerNorm failed in libtorch: {}", msg.to_string_lossy());
+    }
+    unsafe { Tensor::from_ptr(ptr) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The composite formula, op by op, as the faithful path computes it.
+    fn reference(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
+        let mean = x.mean_dim(-1, true, Kind::Float);
+        let std = x.std_dim(-1, true, true);
+        gamma * (x - mean) / (std + 1e-6) + beta
+    }
+
+    fn inputs(seed: i64) -> (Tensor, Tensor, Tensor) {
+        tch::manual_seed(seed);
+        let x = (Tensor::randn([3, 70, 128], (Kind::Float, Device::Cpu)) * 3.0 + 1.0).set_requires_grad(true);
+        let gamma = Tensor::randn([128], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let beta = Tensor::randn([128], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        (x, gamma, beta)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn layer_norm_forward_and_gradients_match_the_composite_formula() {
+        let (x, gamma, beta) = inputs(1);
+        let upstream = Tensor::randn([3, 70, 128], (Kind::Float, Device::Cpu));
+        let mut grads = Vec::new();
+        for fused in [false, true] {
+            let y = if fused { blog_layer_norm(&x, &gamma, &beta, 1e-6) } else { reference(&x, &gamma, &beta) };
+            let g = Tensor::run_backward(&[(&y * &upstream).sum(Kind::Float)], &[&x, &gamma, &beta], false, false);
+            grads.push((y.detach(), g));
+        }
+        let ((y0, g0), (y1, g1)) = (&grads[0], &grads[1]);
+        assert!(max_diff(y0, y1) < 1e-5, "forward differs by {}", max_diff(y0, y1));
+        for (name, (a, b)) in ["x", "gamma", "beta"].iter().zip(g0.iter().zip(g1)) {
+            let d = max_diff(a, b);
+            assert!(d < 1e-4, "grad of {name} differs by {d}");
+        }
+    }
+
+    #[test]
+    fn constant_rows_get_finite_gradients_like_torch() {
+        // std = 0: torch's std backward masks the 0/0; the kernel must not produce NaN.
+        let x = Tensor::ones([4, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let gamma = Tensor::ones([16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let beta = Tensor::zeros([16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let up = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
+        let fused = Tensor::run_backward(&[(blog_layer_norm(&x, &gamma, &beta, 1e-6) * &up).sum(Kind::Float)], &[&x], false, false);
+        let composite = Tensor::run_backward(&[(reference(&x, &gamma, &beta) * &up).sum(Kind::Float)], &[&x], false, false);
+        assert_eq!(fused[0].isfinite().all().int64_value(&[]), 1);
+        // The gradient is r * (dxhat - mean(dxhat)) with r = 1/eps = 1e6: compare relatively.
+        let scale = composite[0].abs().max().double_value(&[]);
+        assert!(max_diff(&fused[0], &composite[0]) <= 1e-6 * scale);
+    }
+}
