@@ -25,7 +25,7 @@ fn main() {
         .file("csrc/rng_state.cpp")
         .file("csrc/adamw.cpp")
         .file("csrc/precision.cpp")
-        .file("csrc/layer_norm.cpp")
+        .file("csrc/fused.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -37,6 +37,6 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/rng_state.cpp");
     println!("cargo:rerun-if-changed=csrc/adamw.cpp");
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
-    println!("cargo:rerun-if-changed=csrc/layer_norm.cpp");
+    println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-changed=build.rs");
 }

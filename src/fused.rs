@@ -1,5 +1,6 @@
-//! Hand-written CPU kernels for the fast path, where libtorch's eager ops would make
-//! many passes over memory (`csrc/layer_norm.cpp`).
+//! Hand-written CPU kernels for the fast path (`csrc/fused.cpp`): the blog's LayerNorm
+//! and dropout, each one pass forward and one backward where libtorch's eager ops make
+//! many (and draw dropout's random numbers on one thread).
 
 use tch::{Device, Kind, Tensor};
 
@@ -10,6 +11,7 @@ extern "C" {
         beta: *const torch_sys::C_tensor,
         eps: f64,
     ) -> *mut torch_sys::C_tensor;
+    fn chargpt_fast_dropout(x: *const torch_sys::C_tensor, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_last_error() -> *const std::os::raw::c_char;
 }
 
@@ -21,10 +23,22 @@ pub fn applies(x: &Tensor) -> bool {
 /// The blog's LayerNorm over the last dim (unbiased std, `eps` added to the std) in one
 /// pass forward and one backward, with autograd. `x` must be fp32 on the CPU.
 pub fn blog_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
-    let ptr = unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) };
+    checked("LayerNorm", unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) })
+}
+
+/// Training-mode dropout with probability `p` in `[0, 1)`: each element kept with
+/// probability `1 - p` and scaled by `1 / (1 - p)`, in one parallel pass each way, with
+/// autograd. The masks come from a counter-based generator seeded by one draw from
+/// libtorch's CPU generator (so `manual_seed` and saved generator states fix them).
+/// `x` must be fp32 on the CPU.
+pub fn dropout(x: &Tensor, p: f64) -> Tensor {
+    checked("dropout", unsafe { chargpt_fast_dropout(x.as_ptr(), p) })
+}
+
+fn checked(what: &str, ptr: *mut torch_sys::C_tensor) -> Tensor {
     if ptr.is_null() {
         let msg = unsafe { std::ffi::CStr::from_ptr(chargpt_last_error()) };
-        panic!("fused LayerNorm failed in libtorch: {}", msg.to_string_lossy());
+        panic!("fused {what} failed in libtorch: {}", msg.to_string_lossy());
     }
     unsafe { Tensor::from_ptr(ptr) }
 }
@@ -83,5 +97,32 @@ mod tests {
         // The gradient is r * (dxhat - mean(dxhat)) with r = 1/eps = 1e6: compare relatively.
         let scale = composite[0].abs().max().double_value(&[]);
         assert!(max_diff(&fused[0], &composite[0]) <= 1e-6 * scale);
+    }
+
+    #[test]
+    fn dropout_keeps_the_right_share_scales_and_masks_the_gradient_alike() {
+        tch::manual_seed(3);
+        let x = Tensor::ones([1000, 101], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let y = dropout(&x, 0.2);
+        let kept = y.ne(0.0).to_kind(Kind::Float);
+        let share = kept.mean(Kind::Float).double_value(&[]);
+        assert!((share - 0.8).abs() < 0.005, "kept {share}");
+        assert!((y.sum(Kind::Float).double_value(&[]) / kept.sum(Kind::Float).double_value(&[]) - 1.25).abs() < 1e-5);
+        // The backward regenerates the same mask: gradient = mask / (1 - p).
+        let g = Tensor::run_backward(&[y.sum(Kind::Float)], &[&x], false, false);
+        assert!(max_diff(&g[0], &y.detach()) == 0.0);
+        // Rows are not copies of each other (the counter covers every element).
+        assert!(max_diff(&kept.narrow(0, 0, 1), &kept.narrow(0, 1, 1)) > 0.0);
+    }
+
+    #[test]
+    fn dropout_masks_follow_the_seed() {
+        let x = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
+        tch::manual_seed(5);
+        let (a, b) = (dropout(&x, 0.5), dropout(&x, 0.5));
+        tch::manual_seed(5);
+        let c = dropout(&x, 0.5);
+        assert_eq!(max_diff(&a, &c), 0.0, "same seed, same mask");
+        assert!(max_diff(&a, &b) > 0.0, "each call draws a new mask");
     }
 }

@@ -216,12 +216,16 @@ pub fn fused_attention(heads: &[Head], x: &Tensor, train: bool) -> Tensor {
     y.transpose(1, 2).reshape([b, t, h * head_size])
 }
 
-/// Dropout as `x * (uniform < 1 - p) / (1 - p)`: PyTorch's dropout distribution, drawn
-/// with the vectorised uniform sampler instead of the per-element `bernoulli_` (faster on
-/// the CPU; different random numbers, so only the fast path uses it).
+/// The fast path's dropout: PyTorch's distribution (keep with probability `1 - p`, scale
+/// by `1 / (1 - p)`) from different random numbers. On the CPU a one-pass kernel with a
+/// parallel counter-based generator; elsewhere `x * (uniform < 1 - p) / (1 - p)`, which
+/// avoids the per-element `bernoulli_`.
 pub fn fast_dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();
+    }
+    if crate::fused::applies(x) {
+        return crate::fused::dropout(x, p);
     }
     let keep = 1.0 - p;
     (x * x.rand_like().lt(keep)) * (1.0 / keep)

@@ -1,8 +1,10 @@
-// The blog's LayerNorm (unbiased std, eps added to the std) as one CPU pass forward and
-// one pass backward, for the fast path. Written out with libtorch's tensor ops it takes
+// Hand-written CPU kernels for the fast path, each an autograd Function so that
+// libtorch's engine calls the hand-written backward.
+//
+// 1. The blog's LayerNorm (unbiased std, eps added to the std) as one CPU pass forward and
+// one pass backward. Written out with libtorch's tensor ops it takes
 // about ten kernels forward and twenty backward, each a full trip through memory; here a
-// row of x is read once per direction. An autograd Function, so libtorch's engine calls
-// the hand-written backward.
+// row of x is read once per direction.
 //
 // With c = x - mean, s = std(x) (unbiased), r = 1 / (s + eps), xhat = c * r:
 //   y      = gamma * xhat + beta
@@ -10,10 +12,19 @@
 //   dx     = r * (dxhat - mean(dxhat)) - r^2 * sum(dxhat * c) / ((D - 1) * s) * c
 //   dgamma = sum over rows of dy * xhat,  dbeta = sum over rows of dy
 // (the s term is 0 where s = 0, as torch's std backward masks it).
+//
+// 2. Dropout in one parallel pass: `x * keep / (1 - p)`, where `keep` comes from a
+// counter-based generator (SplitMix64 of the element's index and a per-call seed) instead
+// of libtorch's sequential Mersenne Twister, which fills a uniform tensor on one thread
+// and then needs a compare and two multiplies. The seed is drawn from libtorch's default
+// CPU generator, so `manual_seed` fixes the masks and a saved generator state resumes
+// them; the backward regenerates the mask from the seed instead of storing it.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 namespace {
@@ -34,8 +45,9 @@ struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
     at::Tensor y = at::empty_like(x);
     at::Tensor stats = at::empty({n, 3}, x.options());  // mean, std, 1 / (std + eps)
     const float* xp = x.data_ptr<float>();
-    const float* gp = gamma.contiguous().data_ptr<float>();
-    const float* bp = beta.contiguous().data_ptr<float>();
+    const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
+    const float* gp = g.data_ptr<float>();
+    const float* bp = b.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     float* sp = stats.data_ptr<float>();
     at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
@@ -113,6 +125,67 @@ struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
   }
 };
 
+// SplitMix64's output function: a bijective mix of a 64-bit counter.
+inline uint64_t splitmix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// `value` where `diff` (32-bit draw minus threshold, as 64 bits) is negative, i.e. the
+// element is kept, else 0: the sign bit becomes an all-ones or all-zeros mask, with no
+// branch (a branch would mispredict on a p share of the elements).
+inline float masked(float value, uint64_t diff) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits &= (uint32_t)((int64_t)diff >> 63);
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
+// out[i] = in[i] * scale where element i is kept, else 0. Each 64-bit draw decides two
+// elements (its low and high 32 bits against keep * 2^32), so a mask depends only on the
+// seed and the element's index, not on how the work is split between threads.
+void apply_dropout_mask(const at::Tensor& in, at::Tensor& out, uint64_t seed, double p) {
+  const int64_t n = in.numel();
+  const uint64_t threshold = (uint64_t)std::ldexp(1.0 - p, 32);  // keep iff bits < threshold
+  const float scale = (float)(1.0 / (1.0 - p));
+  const float* ip = in.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const uint64_t bits = splitmix64(seed + (uint64_t)(pair + 1) * 0x9e3779b97f4a7c15ULL);
+      const int64_t i = 2 * pair;
+      op[i] = masked(ip[i] * scale, (bits & 0xffffffffULL) - threshold);
+      if (i + 1 < n) op[i + 1] = masked(ip[i + 1] * scale, (bits >> 32) - threshold);
+    }
+  });
+}
+
+struct FastDropout : public torch::autograd::Function<FastDropout> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, double p) {
+    uint64_t seed;
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+    }
+    at::Tensor x = input.contiguous();
+    at::Tensor y = at::empty_like(x);
+    apply_dropout_mask(x, y, seed, p);
+    ctx->saved_data["seed"] = (int64_t)seed;
+    ctx->saved_data["p"] = p;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    at::Tensor g = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(g);
+    apply_dropout_mask(g, dx, (uint64_t)ctx->saved_data["seed"].toInt(), ctx->saved_data["p"].toDouble());
+    return {dx, at::Tensor()};
+  }
+};
+
 thread_local std::string last_error;
 
 }  // namespace
@@ -125,6 +198,17 @@ at::Tensor* chargpt_blog_layer_norm(const at::Tensor* x, const at::Tensor* gamma
                                     double eps) {
   try {
     return new at::Tensor(BlogLayerNorm::apply(*x, *gamma, *beta, eps));
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return nullptr;
+  }
+}
+
+// Dropout with probability p (0 <= p < 1) of x (float32, CPU) in training mode. Returns
+// a new tensor, or null on a libtorch error.
+at::Tensor* chargpt_fast_dropout(const at::Tensor* x, double p) {
+  try {
+    return new at::Tensor(FastDropout::apply(*x, p));
   } catch (const std::exception& e) {
     last_error = e.what();
     return nullptr;
