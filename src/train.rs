@@ -323,7 +323,7 @@ fn resume_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u
 fn load_resume(path: &Path, model: &Model, opt: &mut AdamW) -> Result<ResumeState> {
     let (tensors, meta) = checkpoint::read_safetensors(path)?;
     let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
-    if state.model != model.kind.to_string() || state.config != model.cfg {
+    if state.model != model.kind.to_string() || !state.config.same_model(&model.cfg) {
         bail!("{} holds a {} with another configuration than this run's {}", path.display(), state.model, model.kind);
     }
     let mut by_prefix: HashMap<String, Vec<(String, Tensor)>> = HashMap::new();

@@ -22,9 +22,19 @@ fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn stopped_and_resumed_equals_uninterrupted() {
+    stop_and_resume("faithful");
+}
+
+/// The fast path too: its dropout masks come from seeds drawn from the saved generator.
+#[test]
+fn stopped_and_resumed_equals_uninterrupted_on_the_fast_path() {
+    stop_and_resume("fast");
+}
+
+fn stop_and_resume(implementation: &str) {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
-    let flags = ["--steps", "61", "--eval-every", "10"];
+    let flags = ["--steps", "61", "--eval-every", "10", "--impl", implementation];
     ok(&strs(&tiny_train(&straight, "v1,v10", &flags)));
 
     let stopped = dir.path().join("stopped");
