@@ -22,8 +22,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--config", default=None, help="cpu or blog (default: cpu on cpu, blog on cuda)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--budget-s", type=float, default=1.5)
-    ap.add_argument("--rounds", type=int, default=5, help="alternations per model; the median round counts")
+    ap.add_argument("--budget-s", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="alternations per model, each a fresh process (speed varies per process here); the median round counts")
     ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
     ap.add_argument("--out", default=None)
     ap.add_argument("--python", default=sys.executable, help="the Python with torch for the PyTorch side")

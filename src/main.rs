@@ -64,7 +64,7 @@ enum Preset {
 enum Impl {
     /// The blog's computation, head by head: the parity reference.
     Faithful,
-    /// Fused QKV, heads as a dimension, libtorch's fused attention: same function, faster.
+    /// Fused QKV, heads as a dimension, one-pass LayerNorm and dropout kernels: same function, faster.
     Fast,
 }
 
