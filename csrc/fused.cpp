@@ -27,6 +27,15 @@
 #include <cstring>
 #include <string>
 
+// The element-wise loops get clones for AVX2 and AVX-512, picked at load time by the CPU
+// (GCC's target_clones); the baseline build targets plain x86-64 (SSE2), which leaves
+// most of a modern core's vector width unused.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -35,6 +44,59 @@ using torch::autograd::variable_list;
 // Rows per chunk of the backward's gamma/beta partial sums: a fixed split, so the sums
 // do not depend on the number of threads.
 constexpr int64_t kRowsPerChunk = 64;
+
+// Rows [begin, end) of the LayerNorm's forward: y, and per row mean, std and 1 / (std + eps).
+VECTOR_CLONES
+void layer_norm_rows(const float* xp, const float* gp, const float* bp, float* yp, float* sp, int64_t d,
+                     float eps, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float* xr = xp + i * d;
+    float* yr = yp + i * d;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < d; ++j) sum += xr[j];
+    const float mean = sum / d;
+    float sq = 0.f;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t j = 0; j < d; ++j) sq += (xr[j] - mean) * (xr[j] - mean);
+    const float std = std::sqrt(sq / (d - 1));
+    const float r = 1.f / (std + eps);
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) yr[j] = gp[j] * ((xr[j] - mean) * r) + bp[j];
+    sp[3 * i] = mean;
+    sp[3 * i + 1] = std;
+    sp[3 * i + 2] = r;
+  }
+}
+
+// Rows [begin, end) of the LayerNorm's backward: dx, and the rows' dgamma and dbeta added
+// to the chunk's partial sums.
+VECTOR_CLONES
+void layer_norm_backward_rows(const float* xp, const float* gp, const float* sp, const float* dyp, float* dxp,
+                              float* dgamma, float* dbeta, int64_t d, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float* xr = xp + i * d;
+    const float* g = dyp + i * d;
+    float* out = dxp + i * d;
+    const float mean = sp[3 * i], std = sp[3 * i + 1], r = sp[3 * i + 2];
+    float a = 0.f, b = 0.f;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t j = 0; j < d; ++j) {
+      const float dxhat = g[j] * gp[j];
+      a += dxhat;
+      b += dxhat * (xr[j] - mean);
+    }
+    const float mean_dxhat = a / d;
+    const float coef = std > 0.f ? r * r * b / ((d - 1) * std) : 0.f;
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) {
+      const float centered = xr[j] - mean;
+      out[j] = r * (g[j] * gp[j] - mean_dxhat) - coef * centered;
+      dgamma[j] += g[j] * centered * r;
+      dbeta[j] += g[j];
+    }
+  }
+}
 
 struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& gamma,
@@ -51,24 +113,7 @@ struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
     float* yp = y.data_ptr<float>();
     float* sp = stats.data_ptr<float>();
     at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        const float* xr = xp + i * d;
-        float* yr = yp + i * d;
-        float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < d; ++j) sum += xr[j];
-        const float mean = sum / d;
-        float sq = 0.f;
-#pragma omp simd reduction(+ : sq)
-        for (int64_t j = 0; j < d; ++j) sq += (xr[j] - mean) * (xr[j] - mean);
-        const float std = std::sqrt(sq / (d - 1));
-        const float r = 1.f / (std + (float)eps);
-#pragma omp simd
-        for (int64_t j = 0; j < d; ++j) yr[j] = gp[j] * ((xr[j] - mean) * r) + bp[j];
-        sp[3 * i] = mean;
-        sp[3 * i + 1] = std;
-        sp[3 * i + 2] = r;
-      }
+      layer_norm_rows(xp, gp, bp, yp, sp, d, (float)eps, begin, end);
     });
     ctx->save_for_backward({x, gamma, stats});
     return y.view(input.sizes());
@@ -93,31 +138,8 @@ struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
     float* pb = pg + chunks * d;
     at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
       for (int64_t c = cbegin; c < cend; ++c) {
-        float* dgamma = pg + c * d;
-        float* dbeta = pb + c * d;
-        const int64_t row_end = std::min(n, (c + 1) * kRowsPerChunk);
-        for (int64_t i = c * kRowsPerChunk; i < row_end; ++i) {
-          const float* xr = xp + i * d;
-          const float* g = dyp + i * d;
-          float* out = dxp + i * d;
-          const float mean = sp[3 * i], std = sp[3 * i + 1], r = sp[3 * i + 2];
-          float a = 0.f, b = 0.f;
-#pragma omp simd reduction(+ : a, b)
-          for (int64_t j = 0; j < d; ++j) {
-            const float dxhat = g[j] * gp[j];
-            a += dxhat;
-            b += dxhat * (xr[j] - mean);
-          }
-          const float mean_dxhat = a / d;
-          const float coef = std > 0.f ? r * r * b / ((d - 1) * std) : 0.f;
-#pragma omp simd
-          for (int64_t j = 0; j < d; ++j) {
-            const float centered = xr[j] - mean;
-            out[j] = r * (g[j] * gp[j] - mean_dxhat) - coef * centered;
-            dgamma[j] += g[j] * centered * r;
-            dbeta[j] += g[j];
-          }
-        }
+        layer_norm_backward_rows(xp, gp, sp, dyp, dxp, pg + c * d, pb + c * d, d, c * kRowsPerChunk,
+                                 std::min(n, (c + 1) * kRowsPerChunk));
       }
     });
     at::Tensor sums = partial.sum(1);
@@ -126,6 +148,7 @@ struct BlogLayerNorm : public torch::autograd::Function<BlogLayerNorm> {
 };
 
 // SplitMix64's output function: a bijective mix of a 64-bit counter.
+#pragma omp declare simd
 inline uint64_t splitmix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -135,12 +158,25 @@ inline uint64_t splitmix64(uint64_t z) {
 // `value` where `diff` (32-bit draw minus threshold, as 64 bits) is negative, i.e. the
 // element is kept, else 0: the sign bit becomes an all-ones or all-zeros mask, with no
 // branch (a branch would mispredict on a p share of the elements).
+#pragma omp declare simd
 inline float masked(float value, uint64_t diff) {
   uint32_t bits;
   std::memcpy(&bits, &value, 4);
   bits &= (uint32_t)((int64_t)diff >> 63);
   std::memcpy(&value, &bits, 4);
   return value;
+}
+
+// Pairs [begin, end) of the mask below, as one function so that it can have vector clones.
+VECTOR_CLONES
+void dropout_pairs(const float* ip, float* op, int64_t begin, int64_t end, uint64_t seed, uint64_t threshold,
+                   float scale) {
+#pragma omp simd
+  for (int64_t pair = begin; pair < end; ++pair) {
+    const uint64_t bits = splitmix64(seed + (uint64_t)(pair + 1) * 0x9e3779b97f4a7c15ULL);
+    op[2 * pair] = masked(ip[2 * pair] * scale, (bits & 0xffffffffULL) - threshold);
+    op[2 * pair + 1] = masked(ip[2 * pair + 1] * scale, (bits >> 32) - threshold);
+  }
 }
 
 // out[i] = in[i] * scale where element i is kept, else 0. Each 64-bit draw decides two
@@ -152,14 +188,13 @@ void apply_dropout_mask(const at::Tensor& in, at::Tensor& out, uint64_t seed, do
   const float scale = (float)(1.0 / (1.0 - p));
   const float* ip = in.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, (n + 1) / 2, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const uint64_t bits = splitmix64(seed + (uint64_t)(pair + 1) * 0x9e3779b97f4a7c15ULL);
-      const int64_t i = 2 * pair;
-      op[i] = masked(ip[i] * scale, (bits & 0xffffffffULL) - threshold);
-      if (i + 1 < n) op[i + 1] = masked(ip[i + 1] * scale, (bits >> 32) - threshold);
-    }
+  at::parallel_for(0, n / 2, 4096, [&](int64_t begin, int64_t end) {
+    dropout_pairs(ip, op, begin, end, seed, threshold, scale);
   });
+  if (n % 2 == 1) {  // the last element: the low half of its pair's draw
+    const uint64_t bits = splitmix64(seed + (uint64_t)(n / 2 + 1) * 0x9e3779b97f4a7c15ULL);
+    op[n - 1] = masked(ip[n - 1] * scale, (bits & 0xffffffffULL) - threshold);
+  }
 }
 
 struct FastDropout : public torch::autograd::Function<FastDropout> {
