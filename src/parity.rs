@@ -180,18 +180,26 @@ pub fn check_forward_backward(r: &Reference, kind: ModelKind, t: &BTreeMap<Strin
 /// reference's own gradients (the optimizer alone, to the tight tolerance), then end to end
 /// with ours (to `adam_end_to_end_rel`: the first steps amplify gradients' last bits).
 pub fn check_adamw(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>, device: Device, report: &mut Report) -> Result<()> {
+    // From the reference's initial weights: three times zero_grad, `set_grads`, step.
+    let three_steps = |set_grads: &dyn Fn(&Model, i64) -> Result<()>| -> Result<Vec<(String, Tensor)>> {
+        let model = Model::new(kind, &r.manifest.config, device)?;
+        model.load_state_dict(&Reference::group(t, "init"))?;
+        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr));
+        for i in 0..3 {
+            opt.zero_grad();
+            set_grads(&model, i)?;
+            opt.step();
+        }
+        Ok(model.state_dict())
+    };
     let tol = &r.manifest.tolerance;
-    let adam = |model: &Model| AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr));
+    let expected = Reference::group(t, "adam3");
 
-    let model = Model::new(kind, &r.manifest.config, device)?;
-    model.load_state_dict(&Reference::group(t, "init"))?;
-    let mut opt = adam(&model);
-    for i in 0..3 {
+    let on_reference_grads = three_steps(&|model, i| {
         let grads: BTreeMap<String, Tensor> = Reference::group(t, &format!("adam_grad/{i}")).into_iter().collect();
         if grads.is_empty() {
             bail!("{kind}: reference has no adam_grad/{i}: regenerate it with `make reference`");
         }
-        opt.zero_grad();
         // The gradient of sum(p * g) with respect to p is exactly g.
         let surrogate = model
             .named_parameters()
@@ -200,21 +208,16 @@ pub fn check_adamw(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>,
             .reduce(|a, b| a + b)
             .context("no parameter has a reference gradient")?;
         surrogate.backward();
-        opt.step();
-    }
-    report.adam = compare_all(&format!("{kind} after 3 AdamW steps on the reference's gradients"), &model.state_dict(), &Reference::group(t, "adam3"), tol)?;
+        Ok(())
+    })?;
+    report.adam = compare_all(&format!("{kind} after 3 AdamW steps on the reference's gradients"), &on_reference_grads, &expected, tol)?;
 
-    let model = Model::new(kind, &r.manifest.config, device)?;
-    model.load_state_dict(&Reference::group(t, "init"))?;
-    let mut opt = adam(&model);
-    for i in 0..3 {
-        let loss = model.loss(&t["adam_x"].get(i).to_device(device), &t["adam_y"].get(i).to_device(device), false);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-    }
-    let end_to_end = Tolerance { rel: tol.adam_end_to_end_rel, ..*tol };
-    let err = compare_all(&format!("{kind} after 3 AdamW steps"), &model.state_dict(), &Reference::group(t, "adam3"), &end_to_end)?;
+    let end_to_end = three_steps(&|model, i| {
+        model.loss(&t["adam_x"].get(i).to_device(device), &t["adam_y"].get(i).to_device(device), false).backward();
+        Ok(())
+    })?;
+    let end_to_end_tol = Tolerance { rel: tol.adam_end_to_end_rel, ..*tol };
+    let err = compare_all(&format!("{kind} after 3 AdamW steps"), &end_to_end, &expected, &end_to_end_tol)?;
     report.adam = report.adam.max(err);
     Ok(())
 }
