@@ -26,6 +26,7 @@ fn main() {
         .file("csrc/adamw.cpp")
         .file("csrc/precision.cpp")
         .file("csrc/fused.cpp")
+        .file("csrc/error.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -38,5 +39,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/adamw.cpp");
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
+    println!("cargo:rerun-if-changed=csrc/error.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim.h");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -5,19 +5,32 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <cmath>
+#include <cstdint>
+
+#include "shim.h"
 
 extern "C" {
 
-// param.grad = None
-void chargpt_clear_grad(at::Tensor* param) {
-  param->mutable_grad().reset();
+// param.grad = None. Returns 0, or -1 on a libtorch error (chargpt_last_error says why).
+int chargpt_clear_grad(at::Tensor* param) {
+  return chargpt::guarded(-1, [&] {
+    TORCH_CHECK(param->defined(), "clear_grad: undefined parameter");
+    param->mutable_grad().reset();
+    return 0;
+  });
 }
 
 // One update of one parameter whose state step counter is already incremented to `step`.
-// Returns 0, or -1 on a libtorch error.
+// Returns 0, or -1 on a libtorch error (chargpt_last_error says why).
 int chargpt_adamw_update(at::Tensor* param, at::Tensor* exp_avg, at::Tensor* exp_avg_sq, double lr,
-                         double beta1, double beta2, double eps, double weight_decay, long step) {
-  try {
+                         double beta1, double beta2, double eps, double weight_decay, int64_t step) {
+  return chargpt::guarded(-1, [&] {
+    TORCH_CHECK(param->defined() && exp_avg->defined() && exp_avg_sq->defined(), "AdamW: undefined tensor");
+    TORCH_CHECK(param->grad().defined(), "AdamW: the parameter has no gradient");
+    TORCH_CHECK(exp_avg->sizes() == param->sizes() && exp_avg_sq->sizes() == param->sizes(),
+                "AdamW: moment shapes ", exp_avg->sizes(), " / ", exp_avg_sq->sizes(), " differ from the parameter's ",
+                param->sizes());
+    TORCH_CHECK(step >= 1, "AdamW: step must be at least 1, got ", step);
     c10::NoGradGuard no_grad;
     const at::Tensor& grad = param->grad();
     param->mul_(1 - lr * weight_decay);
@@ -30,8 +43,6 @@ int chargpt_adamw_update(at::Tensor* param, at::Tensor* exp_avg, at::Tensor* exp
     at::Tensor denom = (exp_avg_sq->sqrt() / bias_correction2_sqrt).add_(eps);
     param->addcdiv_(*exp_avg, denom, -step_size);
     return 0;
-  } catch (...) {
-    return -1;
-  }
+  });
 }
 }

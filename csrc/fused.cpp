@@ -27,6 +27,8 @@
 #include <cstring>
 #include <string>
 
+#include "shim.h"
+
 // The element-wise loops get clones for AVX2 and AVX-512, picked at load time by the CPU
 // (GCC's target_clones); the baseline build targets plain x86-64 (SSE2), which leaves
 // most of a modern core's vector width unused.
@@ -221,7 +223,12 @@ struct FastDropout : public torch::autograd::Function<FastDropout> {
   }
 };
 
-thread_local std::string last_error;
+// The kernels read raw fp32 memory: refuse anything else before touching it.
+void check_cpu_float(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.defined(), what, " is undefined");
+  TORCH_CHECK(t.device().is_cpu(), what, " must be on the CPU, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, what, " must be float32, got ", t.scalar_type());
+}
 
 }  // namespace
 
@@ -231,24 +238,26 @@ extern "C" {
 // tensor, or null on a libtorch error (then chargpt_last_error says why).
 at::Tensor* chargpt_blog_layer_norm(const at::Tensor* x, const at::Tensor* gamma, const at::Tensor* beta,
                                     double eps) {
-  try {
+  return chargpt::guarded<at::Tensor*>(nullptr, [&] {
+    check_cpu_float(*x, "LayerNorm input");
+    check_cpu_float(*gamma, "LayerNorm gamma");
+    check_cpu_float(*beta, "LayerNorm beta");
+    TORCH_CHECK(x->dim() >= 1 && x->size(-1) >= 2, "LayerNorm input needs a last dim of at least 2, got ", x->sizes());
+    const int64_t d = x->size(-1);
+    TORCH_CHECK(gamma->numel() == d && beta->numel() == d, "LayerNorm gamma/beta have ", gamma->numel(), "/",
+                beta->numel(), " elements, the input's last dim is ", d);
+    TORCH_CHECK(eps >= 0, "LayerNorm eps must be non-negative, got ", eps);
     return new at::Tensor(BlogLayerNorm::apply(*x, *gamma, *beta, eps));
-  } catch (const std::exception& e) {
-    last_error = e.what();
-    return nullptr;
-  }
+  });
 }
 
 // Dropout with probability p (0 <= p < 1) of x (float32, CPU) in training mode. Returns
 // a new tensor, or null on a libtorch error.
 at::Tensor* chargpt_fast_dropout(const at::Tensor* x, double p) {
-  try {
+  return chargpt::guarded<at::Tensor*>(nullptr, [&] {
+    check_cpu_float(*x, "dropout input");
+    TORCH_CHECK(p >= 0 && p < 1, "dropout probability must be in [0, 1), got ", p);
     return new at::Tensor(FastDropout::apply(*x, p));
-  } catch (const std::exception& e) {
-    last_error = e.what();
-    return nullptr;
-  }
+  });
 }
-
-const char* chargpt_last_error() { return last_error.c_str(); }
 }

@@ -1,4 +1,4 @@
-"""An independent PyTorch implementation of ../shared/MODELS.md: the ten models with
+"""An independent PyTorch implementation of docs/MODELS.md: the ten models with
 module names that give exactly its state-dict keys, get_batch, the blog's evaluation
 and training loop, and generation. Plain PyTorch (plus safetensors for checkpoints).
 

@@ -49,9 +49,9 @@ impl StepBench {
     /// One training step, as the trainer does it; returns the loss.
     pub fn step(&mut self) -> f64 {
         let loss = self.precision.forward(|| self.model.loss(&self.x, &self.y, true));
-        self.opt.zero_grad();
+        self.opt.zero_grad().unwrap_or_else(|e| crate::ffi::raise(e));
         loss.backward();
-        self.opt.step();
+        self.opt.step().unwrap_or_else(|e| crate::ffi::raise(e));
         loss.double_value(&[])
     }
 

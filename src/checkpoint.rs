@@ -165,9 +165,9 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     }
     let (tensors, _) = read_safetensors(&weights)?;
     // Building draws random numbers; keep the caller's generator state untouched.
-    let rng = crate::rng::CpuRngState::save();
+    let rng = crate::rng::CpuRngState::try_save()?;
     let model = Model::new(kind, &info.config, device);
-    rng.restore();
+    rng.try_restore()?;
     let model = model?;
     model
         .load_state_dict(&tensors)

@@ -1,4 +1,4 @@
-//! Text → tokens → batches (MODELS.md, "Data").
+//! Text → tokens → batches (docs/MODELS.md, "Data").
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -223,6 +223,7 @@ mod tests {
 
     #[test]
     fn batch_targets_are_inputs_shifted_by_one() {
+        let _rng = crate::rng_lock();
         let text: String = (0..500).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let ds = Dataset::new(&text);
         let (x, y) = ds.batch(Split::Train, 8, 16, Device::Cpu);
@@ -230,6 +231,25 @@ mod tests {
         assert_eq!(x.narrow(1, 1, 15), y.narrow(1, 0, 15));
         // The alphabet cycles, so each target is the next letter.
         assert_eq!((&x + 1).remainder(26), y.remainder(26));
+    }
+
+    #[test]
+    fn batch_starts_are_one_randint_below_len_minus_block() {
+        let _rng = crate::rng_lock();
+        let tokens: Vec<i64> = (0..200).collect();
+        let ds = Dataset::from_tokens(Vocab::from_text("x"), &tokens);
+        let (n, block, batch) = (ds.train.size()[0], 16, 64);
+        // The blog's draw, replayed: x's first column is the tokens at ix (token i == i).
+        tch::manual_seed(7);
+        let expected = Tensor::randint(n - block, [batch], (Kind::Int64, Device::Cpu));
+        tch::manual_seed(7);
+        let (x, _) = ds.batch(Split::Train, batch, block, Device::Cpu);
+        assert_eq!(x.select(1, 0), expected);
+        // And nothing else is drawn: the generator is where one randint leaves it.
+        let next = Tensor::randint(1000, [4], (Kind::Int64, Device::Cpu));
+        tch::manual_seed(7);
+        let _ = Tensor::randint(n - block, [batch], (Kind::Int64, Device::Cpu));
+        assert_eq!(next, Tensor::randint(1000, [4], (Kind::Int64, Device::Cpu)));
     }
 
     #[test]
@@ -256,6 +276,7 @@ mod tests {
 
         #[test]
         fn batches_stay_in_range(n in 20usize..300, block in 1i64..16, batch in 1i64..9, seed in 0i64..1000) {
+            let _rng = crate::rng_lock();
             tch::manual_seed(seed);
             let tokens: Vec<i64> = (0..n as i64).collect();
             let ds = Dataset::from_tokens(Vocab::from_text("x"), &tokens);

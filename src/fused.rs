@@ -12,7 +12,6 @@ extern "C" {
         eps: f64,
     ) -> *mut torch_sys::C_tensor;
     fn chargpt_fast_dropout(x: *const torch_sys::C_tensor, p: f64) -> *mut torch_sys::C_tensor;
-    fn chargpt_last_error() -> *const std::os::raw::c_char;
 }
 
 /// Whether the one-pass kernels apply: fp32 tensors on the CPU.
@@ -21,25 +20,33 @@ pub fn applies(x: &Tensor) -> bool {
 }
 
 /// The blog's LayerNorm over the last dim (unbiased std, `eps` added to the std) in one
-/// pass forward and one backward, with autograd. `x` must be fp32 on the CPU.
+/// pass forward and one backward, with autograd. `x`, `gamma` and `beta` must be fp32 on
+/// the CPU, with `gamma` and `beta` as long as `x`'s last dim (the kernel checks, and a
+/// violation is a [`LibtorchError`] panic, as tch's own ops panic).
 pub fn blog_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
-    checked("LayerNorm", unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) })
+    // SAFETY: the pointers are live tch tensors borrowed for the call; the C++ side checks
+    // device, dtype and sizes before it reads their memory, catches every exception, and
+    // returns a new owned at::Tensor* or null.
+    checked("fused LayerNorm", unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) })
 }
 
 /// Training-mode dropout with probability `p` in `[0, 1)`: each element kept with
 /// probability `1 - p` and scaled by `1 / (1 - p)`, in one parallel pass each way, with
 /// autograd. The masks come from a counter-based generator seeded by one draw from
 /// libtorch's CPU generator (so `manual_seed` and saved generator states fix them).
-/// `x` must be fp32 on the CPU.
+/// `x` must be fp32 on the CPU and `p` in `[0, 1)` (the kernel checks, as above).
 pub fn dropout(x: &Tensor, p: f64) -> Tensor {
-    checked("dropout", unsafe { chargpt_fast_dropout(x.as_ptr(), p) })
+    // SAFETY: as for blog_layer_norm: a borrowed live tensor, checked and guarded in C++.
+    checked("fused dropout", unsafe { chargpt_fast_dropout(x.as_ptr(), p) })
 }
 
+/// Takes ownership of the kernel's result, or raises the kernel's error.
 fn checked(what: &str, ptr: *mut torch_sys::C_tensor) -> Tensor {
     if ptr.is_null() {
-        let msg = unsafe { std::ffi::CStr::from_ptr(chargpt_last_error()) };
-        panic!("fused {what} failed in libtorch: {}", msg.to_string_lossy());
+        crate::ffi::raise(crate::ffi::last_error(what));
     }
+    // SAFETY: a non-null result is a fresh `new at::Tensor`, owned by nobody else;
+    // Tensor::from_ptr takes it over and frees it on drop.
     unsafe { Tensor::from_ptr(ptr) }
 }
 
@@ -68,6 +75,7 @@ mod tests {
 
     #[test]
     fn layer_norm_forward_and_gradients_match_the_composite_formula() {
+        let _rng = crate::rng_lock();
         let (x, gamma, beta) = inputs(1);
         let upstream = Tensor::randn([3, 70, 128], (Kind::Float, Device::Cpu));
         let mut grads = Vec::new();
@@ -86,6 +94,7 @@ mod tests {
 
     #[test]
     fn constant_rows_get_finite_gradients_like_torch() {
+        let _rng = crate::rng_lock();
         // std = 0: torch's std backward masks the 0/0; the kernel must not produce NaN.
         let x = Tensor::ones([4, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let gamma = Tensor::ones([16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
@@ -101,6 +110,7 @@ mod tests {
 
     #[test]
     fn dropout_keeps_the_right_share_scales_and_masks_the_gradient_alike() {
+        let _rng = crate::rng_lock();
         tch::manual_seed(3);
         // An odd number of elements: the last one has no partner in its 64-bit draw.
         let x = Tensor::ones([1001, 101], (Kind::Float, Device::Cpu)).set_requires_grad(true);
@@ -118,6 +128,7 @@ mod tests {
 
     #[test]
     fn dropout_masks_follow_the_seed() {
+        let _rng = crate::rng_lock();
         let x = Tensor::ones([64, 64], (Kind::Float, Device::Cpu));
         tch::manual_seed(5);
         let (a, b) = (dropout(&x, 0.5), dropout(&x, 0.5));

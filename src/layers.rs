@@ -1,11 +1,11 @@
-//! The shared building blocks of MODELS.md, with PyTorch's parameter names and
+//! The shared building blocks of docs/MODELS.md, with PyTorch's parameter names and
 //! PyTorch's initialisation, drawn in PyTorch's order (so the same seed gives the
 //! same weights as the reference).
 
 use tch::nn::Path;
 use tch::{Kind, Tensor};
 
-/// Hyperparameters of one model (MODELS.md notation in comments).
+/// Hyperparameters of one model (docs/MODELS.md notation in comments).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// V
@@ -111,17 +111,8 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if self.fast && crate::fused::applies(x) {
-            return crate::fused::blog_layer_norm(x, &self.gamma, &self.beta, Self::EPS);
-        }
         if self.fast {
-            // libtorch's std kernel (Welford) is ~10x slower than a plain sum of
-            // squares; the fused multiply-add applies gamma and beta in one pass.
-            let d = *x.size().last().expect("LayerNorm input has a last dim");
-            let centered = x - x.mean_dim(-1, true, Kind::Float);
-            let var = centered.square().sum_dim_intlist(-1, true, Kind::Float) / (d - 1) as f64;
-            let normalized = centered / (var.sqrt() + Self::EPS);
-            return self.beta.addcmul(&self.gamma, &normalized);
+            return crate::fast::layer_norm(x, &self.gamma, &self.beta, Self::EPS);
         }
         let mean = x.mean_dim(-1, true, Kind::Float);
         let std = x.std_dim(-1, true, true);
@@ -143,7 +134,7 @@ pub struct Head {
     pub value: Linear,
     pub tril: Tensor,
     /// Dropout on the attention weights (only Block4's heads have it).
-    dropout: Option<f64>,
+    pub(crate) dropout: Option<f64>,
     /// `tril == 0`, computed on the first forward (on the model's final device), not every time.
     future: std::cell::OnceCell<Tensor>,
     /// The same mask as an additive bias (0 where allowed, -inf in the future), for the fast path.
@@ -174,64 +165,13 @@ impl Head {
     }
 
     /// `[T, T]`: 0 where a position may attend, -inf where `tril == 0`.
-    fn causal_bias(&self, t: i64) -> Tensor {
+    pub(crate) fn causal_bias(&self, t: i64) -> Tensor {
         let bias = self.future_bias.get_or_init(|| self.tril.zeros_like().masked_fill(&self.tril.eq(0.0), f64::NEG_INFINITY));
         bias.narrow(0, 0, t).narrow(1, 0, t)
     }
 }
 
-/// The fast path for `heads` that all read the same input: one matmul for every head's
-/// query, key and value (the per-head weights are concatenated, so gradients still reach
-/// each head's own parameters and checkpoints keep their keys) and heads as a tensor
-/// dimension, with the blog's scale (the input width, not the head width). Same function
-/// as the per-head loop; different dropout draws.
-///
-/// On CUDA the attention is libtorch's fused `scaled_dot_product_attention`. On the CPU,
-/// where that kernel is slower than plain batched matmuls at these sizes (fwd+bwd of
-/// [32, 4, 64, 32]: 5.4 ms against 3.4-4.8 ms), the causal mask is added inside the
-/// scores' matmul (`baddbmm` of a 0/-inf bias) and the softmax and dropout follow.
-pub fn fused_attention(heads: &[Head], x: &Tensor, train: bool) -> Tensor {
-    let (b, t, c) = x.size3().expect("attention input is [B, T, C]");
-    let h = heads.len() as i64;
-    let head_size = heads[0].query.weight.size()[0];
-    let mut weights: Vec<&Tensor> = heads.iter().map(|hd| &hd.query.weight).collect();
-    weights.extend(heads.iter().map(|hd| &hd.key.weight));
-    weights.extend(heads.iter().map(|hd| &hd.value.weight));
-    // [B, T, 3 (q, k, v), H, head_size]
-    let qkv = x.linear::<&Tensor>(&Tensor::cat(&weights, 0), None).view([b, t, 3, h, head_size]);
-    let scale = (c as f64).powf(-0.5);
-    let dropout = heads[0].dropout.filter(|&p| train && p > 0.0).unwrap_or(0.0);
-    let y = if x.device().is_cuda() {
-        let qkv = qkv.permute([2, 0, 3, 1, 4]); // [3, B, H, T, head_size], a view
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, dropout, true, scale, false)
-    } else {
-        // One copy into [3, B*H, T, head_size]; `unbind` (not three `select`s) so that the
-        // backward stacks the three gradients in one pass.
-        let qkv = qkv.permute([2, 0, 3, 1, 4]).reshape([3, b * h, t, head_size]).unbind(0);
-        let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
-        let w = heads[0].causal_bias(t).baddbmm(q, &k.transpose(1, 2), 1.0, scale).softmax(-1, Kind::Float);
-        fast_dropout(&w, dropout, train).bmm(v).view([b, h, t, head_size])
-    };
-    y.transpose(1, 2).reshape([b, t, h * head_size])
-}
-
-/// The fast path's dropout: PyTorch's distribution (keep with probability `1 - p`, scale
-/// by `1 / (1 - p)`) from different random numbers. On the CPU a one-pass kernel with a
-/// parallel counter-based generator; elsewhere `x * (uniform < 1 - p) / (1 - p)`, which
-/// avoids the per-element `bernoulli_`.
-pub fn fast_dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
-    if !train || p == 0.0 {
-        return x.shallow_clone();
-    }
-    if crate::fused::applies(x) {
-        return crate::fused::dropout(x, p);
-    }
-    let keep = 1.0 - p;
-    (x * x.rand_like().lt(keep)) * (1.0 / keep)
-}
-
-/// The three MultiHead variants of MODELS.md.
+/// The three MultiHead variants of docs/MODELS.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MultiHeadKind {
     /// Heads concatenated, nothing more.
@@ -265,7 +205,7 @@ impl MultiHead {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let mut out = if self.fast {
-            fused_attention(&self.heads, x, train)
+            crate::fast::attention(&self.heads, x, train)
         } else {
             let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
             Tensor::cat(&outs, -1)
@@ -274,7 +214,7 @@ impl MultiHead {
             out = proj.forward(&out);
         }
         if let Some(p) = self.dropout {
-            out = if self.fast { fast_dropout(&out, p, train) } else { out.dropout(p, train) };
+            out = if self.fast { crate::fast::dropout(&out, p, train) } else { out.dropout(p, train) };
         }
         out
     }
@@ -316,13 +256,13 @@ impl FeedForward {
             out = contract.forward(&out);
         }
         if let Some(p) = self.dropout {
-            out = if self.fast { fast_dropout(&out, p, train) } else { out.dropout(p, train) };
+            out = if self.fast { crate::fast::dropout(&out, p, train) } else { out.dropout(p, train) };
         }
         out
     }
 }
 
-/// Block1..Block4 of MODELS.md.
+/// Block1..Block4 of docs/MODELS.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockKind {
     /// `ff(sa(x))`: no residual (V7).
@@ -383,6 +323,7 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_hand_computation() {
+        let _rng = crate::rng_lock();
         let vs = VarStore::new(Device::Cpu);
         let ln = LayerNorm::new(vs.root() / "ln", 4, false);
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([1, 4]);
@@ -397,6 +338,7 @@ mod tests {
 
     #[test]
     fn linear_init_bound_is_one_over_sqrt_fan_in() {
+        let _rng = crate::rng_lock();
         let vs = VarStore::new(Device::Cpu);
         let lin = Linear::new(vs.root() / "l", 100, 300, true);
         let max = lin.weight.abs().max().double_value(&[]);

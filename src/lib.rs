@@ -4,8 +4,10 @@
 //! checkpoints, and the pieces the CLI needs.
 
 pub mod data;
+pub mod ffi;
 pub mod layers;
 pub mod memory;
+pub mod fast;
 pub mod fused;
 pub mod models;
 pub mod checkpoint;
@@ -19,3 +21,12 @@ pub mod parity;
 
 pub mod bench;
 pub mod precision;
+
+/// libtorch has one global CPU generator, and the unit tests of this crate run in parallel
+/// threads of one process: every unit test that draws random numbers (building a model
+/// included) holds this lock, so that no test's draws interleave with another's.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use chargpt::checkpoint;
 use chargpt::data::{read_text, Dataset, Split};
+use chargpt::ffi::LibtorchError;
 use chargpt::layers::Config;
 use chargpt::models::{parse_model_list, Model, ModelKind};
 use chargpt::precision::Precision;
@@ -52,7 +53,7 @@ enum Command {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Preset {
-    /// The blog's values (MODELS.md "The trainer"); the default on CUDA.
+    /// The blog's values (docs/MODELS.md "The trainer"); the default on CUDA.
     Blog,
     /// Sized for a 2-core CPU: all ten models in about half an hour; the default on a CPU.
     Cpu,
@@ -220,7 +221,7 @@ struct ModelsArgs {
     preset: Preset,
     #[command(flatten)]
     sizes: SizeArgs,
-    /// Vocabulary size V (default: that of MODELS.md's table).
+    /// Vocabulary size V (default: that of docs/MODELS.md's table).
     #[arg(long, default_value_t = 84)]
     vocab_size: i64,
 }
@@ -548,13 +549,28 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// A libtorch failure surfaces as a panic inside tch; turn it into one line.
+/// What a caught panic means for the user: a libtorch failure (raised by tch, or by our
+/// shim as a [`LibtorchError`]) is one line about libtorch; anything else is a bug in
+/// chargpt, reported as such (the panic hook has already printed where, and the backtrace
+/// under RUST_BACKTRACE=1).
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(e) = payload.downcast_ref::<LibtorchError>() {
+        return libtorch_message(&e.0);
+    }
     let text = payload
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown internal error".to_string());
+        .unwrap_or_else(|| "unknown panic".to_string());
+    if LAST_PANIC_IN_TCH.with(|c| c.get()) {
+        return libtorch_message(&text);
+    }
+    let first = text.lines().next().unwrap_or("").trim();
+    format!("internal error (a bug in chargpt, please report it): {first}")
+}
+
+/// The first line of libtorch's message, with advice where there is an obvious one.
+fn libtorch_message(text: &str) -> String {
     if text.to_lowercase().contains("out of memory") {
         return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
     }
@@ -562,7 +578,34 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if first.starts_with("failed printing") {
         return "output closed early (broken pipe)".to_string();
     }
+    let first = first.trim_start_matches("libtorch error: ");
     format!("libtorch error: {first}")
+}
+
+thread_local! {
+    /// Whether the last panic on this thread was raised inside tch (a libtorch error).
+    static LAST_PANIC_IN_TCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Libtorch failures are reported by `panic_message` as one line. Any other panic is a
+/// bug: say where it happened, with the backtrace when RUST_BACKTRACE asks for it.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let in_tch = info.location().is_some_and(|l| {
+            let file = l.file().replace('\\', "/");
+            file.contains("/tch-") || file.contains("/torch-sys-")
+        });
+        LAST_PANIC_IN_TCH.with(|c| c.set(in_tch));
+        if in_tch || info.payload().downcast_ref::<LibtorchError>().is_some() {
+            return;
+        }
+        let location = info.location().map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let backtrace = std::backtrace::Backtrace::capture();
+        eprintln!("chargpt panicked{location}");
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
 }
 
 fn main() {
@@ -579,7 +622,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    std::panic::set_hook(Box::new(|_| {}));
+    install_panic_hook();
     let result = std::panic::catch_unwind(|| run(cli));
     let code = match result {
         Ok(Ok(())) => 0,

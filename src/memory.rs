@@ -9,6 +9,8 @@
 /// start-up, before libtorch allocates. No effect outside glibc.
 pub fn keep_freed_tensor_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc's allocator parameters; it is called at start-up
+    // before other threads exist.
     unsafe {
         // 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);

@@ -1,6 +1,6 @@
 //! The ten models of the blog, V1 (a bigram table) to V10 (a small GPT).
 //! Each is built from the shared layers in PyTorch's build order; each `forward`
-//! reads like the MODELS.md table row, so the step from one to the next is visible here.
+//! reads like the docs/MODELS.md table row, so the step from one to the next is visible here.
 
 use crate::layers::{Block, BlockKind, Config, Embedding, FeedForward, FeedForwardKind, Head, LayerNorm, Linear, MultiHead, MultiHeadKind};
 use anyhow::{bail, Result};
@@ -112,7 +112,7 @@ impl LanguageModel for V4 {
     fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
         let x = self.input.forward(idx);
         let attended = if self.fast {
-            crate::layers::fused_attention(std::slice::from_ref(&self.self_attention), &x, train)
+            crate::fast::attention(std::slice::from_ref(&self.self_attention), &x, train)
         } else {
             self.self_attention.forward(&x, train)
         };
@@ -461,6 +461,7 @@ mod tests {
 
     #[test]
     fn parameter_counts_match_models_md() {
+        let _rng = crate::rng_lock();
         let small = config(84, 128, 4, 64, 4);
         let blog = config(84, 384, 6, 256, 6);
         let expect_small = [7_056, 21_588, 29_780, 78_932, 95_444, 111_956, 243_284, 638_420, 640_212, 838_100];
@@ -474,6 +475,7 @@ mod tests {
 
     #[test]
     fn logits_have_shape_b_t_v() {
+        let _rng = crate::rng_lock();
         let cfg = config(20, 16, 4, 8, 2);
         for kind in ModelKind::ALL {
             let model = Model::new(kind, &cfg, Device::Cpu).unwrap();
@@ -484,6 +486,7 @@ mod tests {
 
     #[test]
     fn later_tokens_do_not_change_earlier_logits() {
+        let _rng = crate::rng_lock();
         let cfg = config(20, 16, 4, 8, 2);
         for kind in &ModelKind::ALL[2..] {
             let model = Model::new(*kind, &cfg, Device::Cpu).unwrap();
@@ -501,6 +504,7 @@ mod tests {
 
     #[test]
     fn dropout_is_off_in_eval_and_on_in_train() {
+        let _rng = crate::rng_lock();
         let cfg = config(20, 16, 4, 8, 2);
         let model = Model::new(ModelKind::V10, &cfg, Device::Cpu).unwrap();
         let idx = Tensor::randint(20, [2, 8], (Kind::Int64, Device::Cpu));
@@ -510,6 +514,7 @@ mod tests {
 
     #[test]
     fn indivisible_heads_are_refused() {
+        let _rng = crate::rng_lock();
         let cfg = config(20, 10, 4, 8, 2);
         let err = Model::new(ModelKind::V5, &cfg, Device::Cpu).err().unwrap().to_string();
         assert!(err.contains("not divisible"), "{err}");
@@ -518,6 +523,7 @@ mod tests {
 
     #[test]
     fn state_dict_keys_follow_pytorch_names() {
+        let _rng = crate::rng_lock();
         let cfg = config(20, 16, 4, 8, 2);
         let keys = |k| Model::new(k, &cfg, Device::Cpu).unwrap().state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(keys(ModelKind::V1), ["embedding.weight"]);

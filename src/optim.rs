@@ -3,6 +3,7 @@
 //! wrapper around the C++ optimiser keeps the moments out of reach. The per-tensor
 //! update runs in `csrc/adamw.cpp`, op for op as PyTorch's Python code issues it.
 
+use crate::ffi::LibtorchError;
 use std::collections::BTreeMap;
 use tch::Tensor;
 
@@ -30,7 +31,7 @@ pub struct ParamState {
 }
 
 extern "C" {
-    fn chargpt_clear_grad(param: *mut torch_sys::C_tensor);
+    fn chargpt_clear_grad(param: *mut torch_sys::C_tensor) -> i32;
     fn chargpt_adamw_update(
         param: *mut torch_sys::C_tensor,
         exp_avg: *mut torch_sys::C_tensor,
@@ -57,15 +58,19 @@ impl AdamW {
 
     /// `optimizer.zero_grad()` with PyTorch's default `set_to_none=True`: the next backward
     /// writes fresh gradients instead of zero-filling and accumulating into old ones.
-    pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            unsafe { chargpt_clear_grad(p.as_mut_ptr()) };
+    pub fn zero_grad(&mut self) -> Result<(), LibtorchError> {
+        for (name, p) in &mut self.params {
+            // SAFETY: `p` is a live parameter tensor owned by the model; the C++ side only
+            // resets its grad and catches every exception.
+            let status = unsafe { chargpt_clear_grad(p.as_mut_ptr()) };
+            crate::ffi::check(status.into(), &format!("clearing the gradient of {name}"))?;
         }
+        Ok(())
     }
 
     /// One AdamW update of every parameter that has a gradient. A parameter without one
     /// (the unused top-level `ff` of V7..V10) is skipped, as PyTorch skips `grad is None`.
-    pub fn step(&mut self) {
+    pub fn step(&mut self) -> Result<(), LibtorchError> {
         let c = self.cfg;
         for (name, p) in &mut self.params {
             if !p.grad().defined() {
@@ -77,6 +82,8 @@ impl AdamW {
                 exp_avg_sq: p.zeros_like(),
             });
             st.step += 1;
+            // SAFETY: the three pointers are live tensors of this parameter and its state;
+            // the C++ side checks shapes and the gradient and catches every exception.
             let rc = unsafe {
                 chargpt_adamw_update(
                     p.as_mut_ptr(),
@@ -90,8 +97,9 @@ impl AdamW {
                     st.step,
                 )
             };
-            assert_eq!(rc, 0, "AdamW update of {name} failed in libtorch");
+            crate::ffi::check(rc.into(), &format!("AdamW update of {name}"))?;
         }
+        Ok(())
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {

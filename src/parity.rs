@@ -186,9 +186,9 @@ pub fn check_adamw(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>,
         model.load_state_dict(&Reference::group(t, "init"))?;
         let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr));
         for i in 0..3 {
-            opt.zero_grad();
+            opt.zero_grad()?;
             set_grads(&model, i)?;
-            opt.step();
+            opt.step()?;
         }
         Ok(model.state_dict())
     };

@@ -5,8 +5,8 @@ use anyhow::{bail, Result};
 use tch::Device;
 
 extern "C" {
-    fn chargpt_set_tf32(enabled: i32);
-    fn chargpt_autocast_bf16(enabled: i32);
+    fn chargpt_set_tf32(enabled: i32) -> i32;
+    fn chargpt_autocast_bf16(enabled: i32) -> i32;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
@@ -36,7 +36,9 @@ impl Precision {
             let name = format!("{self:?}").to_lowercase();
             bail!("--precision {name} is for CUDA; on the CPU use --precision fp32");
         }
-        unsafe { chargpt_set_tf32((self != Precision::Fp32) as i32) };
+        // SAFETY: sets two flags of libtorch's global context; exceptions are caught in C++.
+        let status = unsafe { chargpt_set_tf32((self != Precision::Fp32) as i32) };
+        crate::ffi::check(status.into(), "setting TF32")?;
         Ok(())
     }
 
@@ -45,9 +47,28 @@ impl Precision {
         if self != Precision::Bf16 {
             return f();
         }
-        unsafe { chargpt_autocast_bf16(1) };
-        let out = f();
-        unsafe { chargpt_autocast_bf16(0) };
-        out
+        let _autocast = Bf16Autocast::enter();
+        f()
+    }
+}
+
+/// bf16 autocast on this thread while it lives: leaving happens on drop, so a panic in
+/// the forward pass does not leave autocast switched on.
+struct Bf16Autocast;
+
+impl Bf16Autocast {
+    fn enter() -> Self {
+        // SAFETY: flips libtorch's thread-local autocast state; exceptions are caught in C++.
+        let status = unsafe { chargpt_autocast_bf16(1) };
+        crate::ffi::check(status.into(), "entering bf16 autocast").unwrap_or_else(|e| crate::ffi::raise(e));
+        Bf16Autocast
+    }
+}
+
+impl Drop for Bf16Autocast {
+    fn drop(&mut self) {
+        // SAFETY: as in `enter`. A failure to leave cannot be reported from a drop; it
+        // would only leave autocast on for a thread that is failing anyway.
+        let _ = unsafe { chargpt_autocast_bf16(0) };
     }
 }

@@ -15,11 +15,17 @@ pub struct CpuRngState(pub Vec<u8>);
 
 impl CpuRngState {
     pub fn save() -> Self {
+        Self::try_save().unwrap_or_else(|e| crate::ffi::raise(e))
+    }
+
+    pub fn try_save() -> Result<Self, crate::ffi::LibtorchError> {
         let mut buf = vec![0u8; 1 << 14];
+        // SAFETY: `buf` is writable for `buf.len()` bytes and the C++ side writes at most
+        // that many (it checks the capacity first); exceptions are caught in C++.
         let n = unsafe { chargpt_cpu_rng_get_state(buf.as_mut_ptr(), buf.len() as i64) };
-        assert!(n > 0, "reading the CPU generator state failed ({n})");
+        crate::ffi::check(n, "reading the CPU generator state")?;
         buf.truncate(n as usize);
-        CpuRngState(buf)
+        Ok(CpuRngState(buf))
     }
 
     pub fn restore(&self) {
@@ -27,9 +33,11 @@ impl CpuRngState {
     }
 
     pub fn try_restore(&self) -> Result<()> {
+        // SAFETY: `self.0` is readable for its length; the C++ side copies it into a fresh
+        // tensor and lets libtorch validate it; exceptions are caught in C++.
         let rc = unsafe { chargpt_cpu_rng_set_state(self.0.as_ptr(), self.0.len() as i64) };
-        if rc != 0 {
-            bail!("the saved random-generator state is invalid ({} bytes)", self.0.len());
+        if let Err(e) = crate::ffi::check(rc.into(), "restoring the CPU generator state") {
+            bail!("the saved random-generator state ({} bytes) is invalid: {e}", self.0.len());
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Generation (MODELS.md, "Generation"): one `multinomial` draw per character.
+//! Generation (docs/MODELS.md, "Generation"): one `multinomial` draw per character.
 
 use crate::models::Model;
 use tch::{Kind, Tensor};

@@ -1,4 +1,4 @@
-//! The blog's trainer (MODELS.md, "The trainer"), with what long runs need on top:
+//! The blog's trainer (docs/MODELS.md, "The trainer"), with what long runs need on top:
 //! a CSV row per evaluation, an atomic checkpoint at every evaluation that holds all it
 //! takes to continue (weights, AdamW moments, the generator state, the rows so far),
 //! resumption, Ctrl-C handling, and a stop on a non-finite loss.
@@ -53,7 +53,7 @@ fn fp32() -> Precision {
 }
 
 impl Default for TrainOptions {
-    /// The blog's trainer (MODELS.md, "The trainer") on the default corpus, all ten models.
+    /// The blog's trainer (docs/MODELS.md, "The trainer") on the default corpus, all ten models.
     fn default() -> Self {
         TrainOptions {
             models: crate::models::ModelKind::ALL.iter().map(|m| m.to_string()).collect(),
@@ -314,7 +314,7 @@ fn resume_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u
         tensors.push((format!("exp_avg/{name}"), st.exp_avg.shallow_clone()));
         tensors.push((format!("exp_avg_sq/{name}"), st.exp_avg_sq.shallow_clone()));
     }
-    tensors.push(("rng/cpu".to_string(), CpuRngState::save().to_tensor()));
+    tensors.push(("rng/cpu".to_string(), CpuRngState::try_save()?.to_tensor()));
     let meta = HashMap::from([("chargpt_resume".to_string(), serde_json::to_string(state)?)]);
     checkpoint::to_safetensors_bytes(&tensors, Some(meta))
 }
@@ -420,9 +420,9 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
         let loss = opts.precision.forward(|| model.loss(&x, &y, true));
-        opt.zero_grad();
+        opt.zero_grad()?;
         loss.backward();
-        opt.step();
+        opt.step()?;
         let loss = loss.double_value(&[]);
         state.train_seconds += t0.elapsed().as_secs_f64();
         if !loss.is_finite() {
