@@ -97,3 +97,67 @@ pub fn set_portable_kernels(on: bool) {
 fn use_fused_kernels(x: &Tensor) -> bool {
     crate::fused::applies(x) && !PORTABLE_ONLY.load(Ordering::SeqCst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::LayerNorm;
+    use tch::nn::VarStore;
+    use tch::Device;
+
+    /// docs/MODELS.md's LayerNorm in f64: `gamma * (x - mean) / (std + eps) + beta`, the
+    /// unbiased std, eps added to the std.
+    fn layer_norm_f64(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Tensor {
+        let x = x.to_kind(Kind::Double);
+        let d = x.size()[x.dim() - 1] as f64;
+        let mean = x.mean_dim(-1, true, Kind::Double);
+        let centered = &x - mean;
+        let std = (centered.square().sum_dim_intlist(-1, true, Kind::Double) / (d - 1.0)).sqrt();
+        gamma.to_kind(Kind::Double) * centered / (std + LayerNorm::EPS) + beta.to_kind(Kind::Double)
+    }
+
+    /// Rows with a small std (1e-3 .. 1e-2, where eps = 1e-6 is 1e-4 .. 1e-3 of the std) and
+    /// rows of ordinary spread: each implementation must match the formula to 1e-5 of the
+    /// output's scale, so eps under the square root, no eps, or the biased std all fail.
+    #[test]
+    fn every_layer_norm_follows_the_formula_on_rows_with_a_small_std() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(17);
+        let d = 48;
+        let spread = Tensor::from_slice(&[1e-3f32, 2e-3, 5e-3, 1e-2, 1.0, 3.0]).view([6, 1, 1]);
+        let x = Tensor::randn([6, 5, d], (Kind::Float, Device::Cpu)) * spread + 0.01;
+        let vs = VarStore::new(Device::Cpu);
+        let faithful = LayerNorm::new(vs.root() / "ln", d, false);
+        tch::no_grad(|| {
+            let _ = faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
+            let _ = faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
+        });
+        let (gamma, beta) = (&faithful.gamma, &faithful.beta);
+        let expected = layer_norm_f64(&x, gamma, beta);
+        let scale = (&expected - beta.to_kind(Kind::Double)).abs().max().double_value(&[]);
+        let eps = LayerNorm::EPS;
+        for (name, y) in [
+            ("faithful", faithful.forward(&x)),
+            ("fused kernel", crate::fused::blog_layer_norm(&x, gamma, beta, eps)),
+            ("portable", portable_layer_norm(&x, gamma, beta, eps)),
+        ] {
+            // Row by row, so that a small-std row is not hidden by a large one.
+            let err = (y.to_kind(Kind::Double) - &expected).abs().amax([-1], false);
+            let row_scale = (&expected - beta.to_kind(Kind::Double)).abs().amax([-1], false);
+            let worst = (err / row_scale).max().double_value(&[]);
+            assert!(worst <= 1e-5, "{name} LayerNorm differs from the formula by {worst:.2e} of a row's scale (max {scale})");
+        }
+    }
+
+    #[test]
+    fn portable_dropout_keeps_one_minus_p_and_scales() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(4);
+        let x = Tensor::ones([200, 100], (Kind::Float, Device::Cpu));
+        let y = portable_dropout(&x, 0.3);
+        let kept = y.ne(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
+        assert!((kept - 0.7).abs() < 0.01, "kept {kept}");
+        let values = y.masked_select(&y.ne(0.0));
+        assert!((values - 1.0 / 0.7).abs().max().double_value(&[]) < 1e-6);
+    }
+}

@@ -106,3 +106,70 @@ impl AdamW {
         &self.params
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// torch.optim.AdamW's update written out in f64 (docs/MODELS.md, "The trainer").
+    fn adamw_f64(p0: &[f64], grads: &[Vec<f64>], c: AdamWConfig) -> Vec<f64> {
+        let mut p = p0.to_vec();
+        let (mut m, mut v) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+        for (t, g) in grads.iter().enumerate() {
+            let step = (t + 1) as i32;
+            for i in 0..p.len() {
+                p[i] *= 1.0 - c.lr * c.weight_decay;
+                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g[i];
+                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g[i] * g[i];
+                let m_hat = m[i] / (1.0 - c.beta1.powi(step));
+                let v_hat = v[i] / (1.0 - c.beta2.powi(step));
+                p[i] -= c.lr * m_hat / (v_hat.sqrt() + c.eps);
+            }
+        }
+        p
+    }
+
+    /// Gradients of very different sizes (1e-8 is where eps matters), changing sign from
+    /// step to step (where the betas matter), and a large lr (where weight decay shows).
+    #[test]
+    fn four_steps_follow_the_formula_with_pytorch_defaults() {
+        let cfg = AdamWConfig::pytorch_default(0.5);
+        let p0 = vec![1.0, -2.0, 0.5, 3.0, -1.5, 0.25];
+        let grads: Vec<Vec<f64>> = vec![
+            vec![1e-8, 0.3, -2.0, 1e-6, 4.0, -3e-8],
+            vec![-2e-8, 0.1, 1.0, -1e-6, 4.0, 5e-8],
+            vec![3e-8, -0.5, 0.5, 2e-6, -1.0, -1e-8],
+            vec![1e-8, 0.2, -0.1, 1e-6, 2.0, 2e-8],
+        ];
+        let param = Tensor::from_slice(&p0).to_kind(Kind::Float).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("w".into(), param.shallow_clone())], cfg);
+        for g in &grads {
+            opt.zero_grad().unwrap();
+            let g = Tensor::from_slice(g).to_kind(Kind::Float);
+            (&param * g).sum(Kind::Float).backward();
+            opt.step().unwrap();
+        }
+        let ours = Vec::<f64>::try_from(param.detach().to_kind(Kind::Double)).unwrap();
+        let expected = adamw_f64(&p0, &grads, cfg);
+        for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "element {i}: {a} vs the formula's {b}");
+        }
+        assert_eq!((cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay), (0.9, 0.999, 1e-8, 0.01), "PyTorch's defaults");
+    }
+
+    /// A parameter whose gradient is None is skipped entirely, weight decay included (the
+    /// unused `ff` of V7..V10), as PyTorch's AdamW does.
+    #[test]
+    fn a_parameter_without_gradient_is_not_decayed() {
+        let used = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let unused = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("used".into(), used.shallow_clone()), ("unused".into(), unused.shallow_clone())], AdamWConfig::pytorch_default(0.5));
+        opt.zero_grad().unwrap();
+        (&used * 2.0).sum(Kind::Float).backward();
+        opt.step().unwrap();
+        assert_eq!(Vec::<f32>::try_from(unused.detach()).unwrap(), [1.0, 1.0, 1.0]);
+        assert!(!opt.state.contains_key("unused"));
+        assert_ne!(Vec::<f32>::try_from(used.detach()).unwrap(), [1.0, 1.0, 1.0]);
+    }
+}

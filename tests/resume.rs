@@ -93,31 +93,69 @@ fn ctrl_c_checkpoints_and_says_how_to_resume() {
     ok(&["eval", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
 }
 
+/// Polls (every 2 ms, up to two minutes) until `seen()` holds; false if the child exits first.
+fn wait_until(child: &mut std::process::Child, seen: impl Fn() -> bool) -> bool {
+    for _ in 0..60_000 {
+        if seen() {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("the run neither reached the awaited state nor exited within two minutes");
+}
+
+/// Rows in a model's CSV: one per checkpoint.
+fn checkpoints(dir: &Path, model: &str) -> usize {
+    fs::read_to_string(dir.join(format!("{model}.csv"))).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+/// A temporary file of an atomic write, complete but not yet renamed.
+fn write_in_progress(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().contains(".tmp-")))
+}
+
+/// SIGKILL at moments the test observes, not after sleeps: after the 3rd checkpoint; while
+/// a checkpoint is being written (its temporary file complete, the rename not yet done);
+/// after two more checkpoints of the resumed run. Each time a loadable checkpoint remains,
+/// and the final resume ends with the losses of an uninterrupted run.
 #[test]
 fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let flags = ["--steps", "1501", "--eval-every", "5", "--eval-steps", "1"];
+    let flags = ["--steps", "301", "--eval-every", "5", "--eval-steps", "1"];
     let straight = dir.path().join("straight");
     ok(&strs(&tiny_train(&straight, "v10", &flags)));
 
     let out = dir.path().join("killed");
-    let first = tiny_train(&out, "v10", &flags);
     let resume: Vec<String> = ["train", "--resume", out.to_str().unwrap(), "--no-plot"].iter().map(|s| s.to_string()).collect();
-    let mut kills = 0;
-    for delay_ms in [1500u64, 700, 1100, 900] {
-        let args = if out.join("run.json").exists() { &resume } else { &first };
-        let mut child = spawn(args);
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
+    let loadable = || {
+        ok(&["eval", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
+    };
+    let kill = |mut child: std::process::Child| {
+        child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        if out.join("v10.safetensors").exists() {
-            ok(&["eval", "--checkpoint", out.join("v10.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
-        }
-    }
-    assert!(kills >= 2, "the run should still have been going when killed");
+    };
+
+    let mut child = spawn(&tiny_train(&out, "v10", &flags));
+    assert!(wait_until(&mut child, || checkpoints(&out, "v10") >= 3), "the run ended before its 3rd checkpoint");
+    kill(child);
+    loadable();
+
+    let mut slow_writes = bin();
+    slow_writes.args(&resume).env("CHARGPT_TEST_PAUSE_BEFORE_RENAME_MS", "3000").stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = slow_writes.spawn().unwrap();
+    assert!(wait_until(&mut child, || write_in_progress(&out)), "the resumed run ended without writing a checkpoint");
+    kill(child);
+    loadable();
+
+    let before = checkpoints(&out, "v10");
+    let mut child = spawn(&resume);
+    assert!(wait_until(&mut child, || checkpoints(&out, "v10") >= before + 2), "the resumed run ended too early");
+    kill(child);
+    loadable();
+
     ok(&strs(&resume));
     assert_eq!(losses(&straight, "v10"), losses(&out, "v10"));
 }
