@@ -41,7 +41,7 @@ fn steps(c: &mut Criterion) {
         for kind in ModelKind::ALL {
             let b = StepBench::new(kind, &cfg, batch, device);
             group.bench_function(kind.to_string(), |bencher| {
-                bencher.iter(|| sample::generate(&b.model, &[sample::START_TOKEN], 200, false, |_| {}))
+                bencher.iter(|| sample::generate(&b.model, &[sample::START_TOKEN], 200, false, |_| std::ops::ControlFlow::Continue(())))
             });
         }
         group.finish();

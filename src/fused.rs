@@ -137,4 +137,26 @@ mod tests {
         assert_eq!(max_diff(&a, &c), 0.0, "same seed, same mask");
         assert!(max_diff(&a, &b) > 0.0, "each call draws a new mask");
     }
+
+    /// The kernels read raw fp32 CPU memory: anything else is refused with libtorch's
+    /// message (a `LibtorchError` panic), before any memory is read.
+    #[test]
+    fn kernels_refuse_what_they_cannot_read() {
+        let _rng = crate::rng_lock();
+        let refused = |f: &dyn Fn() -> Tensor| -> String {
+            let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).expect_err("refused");
+            payload.downcast_ref::<crate::ffi::LibtorchError>().expect("a LibtorchError").0.clone()
+        };
+        let x = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
+        let ones = Tensor::ones([8], (Kind::Float, Device::Cpu));
+        let zeros = Tensor::zeros([8], (Kind::Float, Device::Cpu));
+        let msg = refused(&|| blog_layer_norm(&x.to_kind(Kind::Double), &ones, &zeros, 1e-6));
+        assert!(msg.contains("float32"), "{msg}");
+        let msg = refused(&|| blog_layer_norm(&x, &Tensor::ones([7], (Kind::Float, Device::Cpu)), &zeros, 1e-6));
+        assert!(msg.contains("gamma/beta have 7/8 elements"), "{msg}");
+        let msg = refused(&|| dropout(&x, 1.5));
+        assert!(msg.contains("[0, 1)"), "{msg}");
+        let msg = refused(&|| dropout(&x.to_kind(Kind::Half), 0.5));
+        assert!(msg.contains("float32"), "{msg}");
+    }
 }

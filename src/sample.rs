@@ -1,15 +1,17 @@
 //! Generation (docs/MODELS.md, "Generation"): one `multinomial` draw per character.
 
 use crate::models::Model;
+use std::ops::ControlFlow;
 use tch::{Kind, Tensor};
 
 /// The token the blog starts generating from when there is no prompt.
 pub const START_TOKEN: i64 = 1;
 
-/// Extends `context` by `n` tokens, calling `emit` with each one as soon as it is drawn.
+/// Extends `context` by `n` tokens, calling `emit` with each one as soon as it is drawn;
+/// `emit` returning `ControlFlow::Break` stops early (Ctrl-C, a closed pipe).
 /// V1/V2 see the whole context; V3..V10 only its last `block_size` tokens.
 /// `greedy` takes the argmax instead of drawing (no random numbers are used then).
-pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit: impl FnMut(i64)) -> Vec<i64> {
+pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit: impl FnMut(i64) -> ControlFlow<()>) -> Vec<i64> {
     let device = model.device();
     let mut tokens = context.to_vec();
     let mut idx = Tensor::from_slice(context).view([1, -1]).to_device(device);
@@ -30,8 +32,10 @@ pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit
             };
             let token = next.int64_value(&[0, 0]);
             tokens.push(token);
-            emit(token);
             idx = Tensor::cat(&[idx, next], 1);
+            if emit(token).is_break() {
+                break;
+            }
         }
     });
     tokens

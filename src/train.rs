@@ -176,18 +176,31 @@ impl std::error::Error for Stopped {}
 /// The blog's `estimate_loss`: dropout off, for train then val, the mean loss of
 /// `eval_steps` fresh random batches.
 pub fn estimate_loss(model: &Model, data: &Dataset, batch_size: i64, eval_steps: i64) -> (f64, f64) {
+    estimate_loss_unless_stopped(model, data, batch_size, eval_steps, None).expect("no stop flag, no stop")
+}
+
+/// [`estimate_loss`] that gives up (None) between batches once `stop` is set.
+fn estimate_loss_unless_stopped(model: &Model, data: &Dataset, batch_size: i64, eval_steps: i64, stop: Option<&AtomicBool>) -> Option<(f64, f64)> {
     tch::no_grad(|| {
         let mean = |split| {
             let mut sum = 0.0;
             for _ in 0..eval_steps {
                 let (x, y) = data.batch(split, batch_size, model.cfg.block_size, model.device());
                 sum += model.loss(&x, &y, false).double_value(&[]);
+                if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
+                    return None;
+                }
             }
-            sum / eval_steps as f64
+            Some(sum / eval_steps as f64)
         };
-        let train = mean(Split::Train);
-        (train, mean(Split::Val))
+        let train = mean(Split::Train)?;
+        Some((train, mean(Split::Val)?))
     })
+}
+
+/// Whether the blog evaluates after step `s` (counted from 0): s = k * eval_every, k >= 1.
+pub fn evaluates_after(s: i64, eval_every: i64) -> bool {
+    s % eval_every == 0 && s >= eval_every
 }
 
 /// Deterministic loss over a split: consecutive non-overlapping windows of block_size
@@ -320,9 +333,16 @@ fn resume_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u
 }
 
 /// Restores model, optimiser and generator from a resume file; returns its state.
-fn load_resume(path: &Path, model: &Model, opt: &mut AdamW) -> Result<ResumeState> {
+fn load_resume(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<ResumeState> {
     let (tensors, meta) = checkpoint::read_safetensors(path)?;
     let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
+    if state.vocab != vocab {
+        bail!(
+            "the training text has changed since this run started: its vocabulary ({} characters) is not the run's ({} characters); resume with the original text",
+            vocab.chars().count(),
+            state.vocab.chars().count()
+        );
+    }
     if state.model != model.kind.to_string() || !state.config.same_model(&model.cfg) {
         bail!("{} holds a {} with another configuration than this run's {}", path.display(), state.model, model.kind);
     }
@@ -377,7 +397,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     if let Some(run) = run {
         let path = checkpoint::resume_path(&run.path, kind);
         if path.exists() {
-            state = load_resume(&path, &model, &mut opt).with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
+            state = load_resume(&path, &model, &mut opt, &data.vocab.as_string()).with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
                 println!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
             }
@@ -404,18 +424,49 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     let mut progress = Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
     let session_start = Instant::now();
     let wall_before = state.wall_seconds;
-    let mut last_eval = (state.steps_done, state.train_seconds);
     let mut losses = Vec::new();
     // Test hook: behave as if Ctrl-C came once this many steps are done.
     let stop_at: Option<i64> = std::env::var("CHARGPT_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok());
+    let stopped = || job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let interrupted = |state: &mut ResumeState, opt: &AdamW, progress: &mut Progress| -> Result<Trained> {
+        state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
+        save(state, opt)?;
+        progress.finish();
+        Err(Stopped::Interrupted { model: kind, step: state.steps_done }.into())
+    };
+    // One evaluation after step `s`, with its row and checkpoint. Interrupted half-way, it
+    // puts the generator back where the evaluation began, so that the checkpoint (which
+    // then lacks this row) resumes into the very same evaluation.
+    let mut last_eval = (state.steps_done, state.train_seconds);
+    let mut evaluate = |s: i64, state: &mut ResumeState, opt: &AdamW, progress: &mut Progress| -> Result<bool> {
+        let before = CpuRngState::try_save()?;
+        test_hook_stop_during("eval", job.stop.as_deref());
+        let stop_flag = job.stop.as_deref();
+        let Some((train_loss, val_loss)) = estimate_loss_unless_stopped(&model, data, opts.batch_size, opts.eval_steps, stop_flag) else {
+            before.try_restore()?;
+            return Ok(false);
+        };
+        let tokens_per_s = tokens_per_step * (state.steps_done - last_eval.0) as f64 / (state.train_seconds - last_eval.1).max(1e-9);
+        last_eval = (state.steps_done, state.train_seconds);
+        let elapsed_s = wall_before + session_start.elapsed().as_secs_f64();
+        state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s });
+        progress.set_eval(train_loss, val_loss);
+        if job.verbose {
+            progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
+        }
+        state.wall_seconds = elapsed_s;
+        save(state, opt)?;
+        Ok(true)
+    };
+    // A checkpoint taken during an evaluation holds the steps before it: evaluate first.
     let first_step = state.steps_done;
+    if first_step > 0 && evaluates_after(first_step - 1, opts.eval_every) && state.rows.last().is_none_or(|r| r.step != first_step - 1) && !evaluate(first_step - 1, &mut state, &opt, &mut progress)? {
+        return interrupted(&mut state, &opt, &mut progress);
+    }
     for s in first_step..opts.steps {
         let hook = job.stop.is_some() && stop_at == Some(s) && s > first_step;
-        if hook || job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
-            state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
-            save(&state, &opt)?;
-            progress.finish();
-            return Err(Stopped::Interrupted { model: kind, step: s }.into());
+        if hook || stopped() {
+            return interrupted(&mut state, &opt, &mut progress);
         }
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
@@ -433,31 +484,37 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         losses.push(loss);
         state.steps_done = s + 1;
         progress.update(state.steps_done as u64, Some(loss));
-        if s % opts.eval_every == 0 && s >= opts.eval_every {
-            let (train_loss, val_loss) = estimate_loss(&model, data, opts.batch_size, opts.eval_steps);
-            let tokens_per_s = tokens_per_step * (state.steps_done - last_eval.0) as f64 / (state.train_seconds - last_eval.1).max(1e-9);
-            last_eval = (state.steps_done, state.train_seconds);
-            let elapsed_s = wall_before + session_start.elapsed().as_secs_f64();
-            state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s });
-            progress.set_eval(train_loss, val_loss);
-            if job.verbose {
-                progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
-            }
-            state.wall_seconds = elapsed_s;
-            save(&state, &opt)?;
+        if evaluates_after(s, opts.eval_every) && !evaluate(s, &mut state, &opt, &mut progress)? {
+            return interrupted(&mut state, &opt, &mut progress);
         }
     }
     progress.finish();
+    // The state after the last step (generator included), unless the last evaluation just
+    // saved it: what an interrupted sampling resumes from, and what `--steps` extends.
+    if state.rows.last().is_none_or(|r| r.step + 1 != state.steps_done) {
+        state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
+        save(&state, &opt)?;
+    }
 
     // The blog starts from token 1; a one-character vocabulary only has token 0.
     let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
     let mut bar = Progress::new(&label, opts.generate_chars as u64, 0, "chars", job.verbose);
     let mut produced = 0u64;
     let tokens = sample::generate(&model, &start, opts.generate_chars, false, |_| {
+        test_hook_stop_during("sample", job.stop.as_deref());
         produced += 1;
         bar.update(produced, None);
+        if stopped() {
+            std::ops::ControlFlow::Break(())
+        } else {
+            std::ops::ControlFlow::Continue(())
+        }
     });
     bar.finish();
+    if tokens.len() < opts.generate_chars + 1 {
+        // Stopped while sampling: the checkpoint above resumes into the same sample.
+        return Err(Stopped::Interrupted { model: kind, step: state.steps_done }.into());
+    }
     let text = data.vocab.decode(&tokens[1..]);
     if job.verbose {
         println!("--- {kind} sample ---\n{text}\n---");
@@ -477,15 +534,26 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         checkpoint::save_model(&run.weights(kind), &model, &info(opts.steps, true))?;
         let summary_json = run.path.join(format!("{kind}.summary.json"));
         checkpoint::write_atomic(&summary_json, serde_json::to_string_pretty(&summary)?.as_bytes())?;
-        let _ = std::fs::remove_file(checkpoint::resume_path(&run.path, kind));
+        // The resume file stays: `train --resume DIR --steps N` extends a finished model from it.
     }
     Ok(Trained { model, summary, rows: state.rows, sample: text, losses })
 }
 
-/// A finished model's summary, if its run folder says it finished.
-pub fn finished_summary(run: &RunDir, kind: ModelKind) -> Option<Summary> {
+/// Test hook: CHARGPT_STOP_DURING=eval (or sample) acts as a Ctrl-C arriving during the
+/// process's first evaluation (or sampling), so that tests can check, deterministically,
+/// that such a stop resumes into the same numbers.
+fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
+    static FIRED: AtomicBool = AtomicBool::new(false);
+    let Some(stop) = stop else { return };
+    if std::env::var("CHARGPT_STOP_DURING").is_ok_and(|p| p == phase) && !FIRED.swap(true, Ordering::SeqCst) {
+        stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A finished model's summary, if its run folder says it finished all `steps`.
+pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
     let (_, info) = checkpoint::read_info(&run.weights(kind)).ok()?;
-    if !info.finished {
+    if !info.finished || info.steps_done < steps {
         return None;
     }
     let text = std::fs::read_to_string(run.path.join(format!("{kind}.summary.json"))).ok()?;

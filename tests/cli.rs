@@ -194,3 +194,18 @@ fn a_diverging_loss_stops_with_the_model_and_step() {
     let r = fails_with(&strs(&tiny_train(&out, "v2", &["--lr", "1e6", "--steps", "200"])), "v2: the training loss became");
     assert!(r.stderr.contains("at step"), "{}", r.stderr);
 }
+
+/// A panic that is not libtorch's is a bug: reported as an internal error, with where it
+/// happened, and a backtrace under RUST_BACKTRACE=1 (none without).
+#[test]
+fn a_bug_is_reported_as_an_internal_error_with_a_backtrace_on_request() {
+    let run = |backtrace: &str| -> Run { bin().args(["models"]).env("CHARGPT_TEST_INTERNAL_PANIC", "1").env("RUST_BACKTRACE", backtrace).output().unwrap().into() };
+    let plain = run("0");
+    assert_eq!(plain.code, 2);
+    assert!(plain.stderr.contains("error: internal error (a bug in chargpt, please report it): test hook"), "{}", plain.stderr);
+    assert!(plain.stderr.contains("src/main.rs"), "{}", plain.stderr);
+    assert!(!plain.stderr.contains("libtorch"), "{}", plain.stderr);
+    let traced = run("1");
+    assert!(traced.stderr.lines().count() > plain.stderr.lines().count() + 3, "{}", traced.stderr);
+    assert!(traced.stderr.contains("chargpt::run"), "{}", traced.stderr);
+}

@@ -2,7 +2,7 @@
 //! wrote into reference/ (no Python needed here).
 
 use chargpt::models::{Model, ModelKind};
-use chargpt::parity::{check_model, compare_all, Mismatch, Reference};
+use chargpt::parity::{check_model, compare_all, Implementation, Mismatch, Reference};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use tch::Device;
@@ -29,8 +29,8 @@ macro_rules! parity_test {
         fn $name() {
             let _turn = rng_turn();
             let r = reference();
-            let report = check_model(&r, $kind, Device::Cpu).unwrap_or_else(|e| panic!("{e:#}"));
-            assert!(report.tokens_equal);
+            let report = check_model(&r, $kind, Device::Cpu, Implementation::Faithful).unwrap_or_else(|e| panic!("{e:#}"));
+            assert!(report.tokens_equal && report.grads_checked && report.run_checked);
         }
     };
 }
@@ -63,4 +63,18 @@ fn a_perturbed_weight_is_reported_by_name() {
     let err = compare_all("v9", &ours, &init, &r.manifest.tolerance).unwrap_err();
     let mismatch = err.downcast_ref::<Mismatch>().expect("a Mismatch");
     assert_eq!(mismatch.name, "v9 blocks.1.ff.ff.2.weight");
+}
+
+/// `chargpt parity --impl fast`: the fast path against the same reference, each tensor
+/// within 1e-4 of its own scale (V10's train-mode logits, gradients and run need the
+/// reference's dropout masks, which the fast path does not draw).
+#[test]
+fn the_fast_path_matches_pytorch() {
+    let _turn = rng_turn();
+    let r = reference();
+    for kind in ModelKind::ALL {
+        let report = check_model(&r, kind, Device::Cpu, Implementation::Fast).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(report.grads_checked, kind != ModelKind::V10, "{kind}");
+        assert_eq!(report.run_checked, kind != ModelKind::V10, "{kind}");
+    }
 }

@@ -63,7 +63,7 @@ fn stop_and_resume(implementation: &str) {
         assert!(same(format!("{m}.sample.txt")), "{m} sample");
         assert!(same(format!("{m}.safetensors")), "{m} weights");
     }
-    assert!(!stopped.join("v10.resume.safetensors").exists(), "the resume file goes once a model finishes");
+    assert!(stopped.join("v10.resume.safetensors").exists(), "the resume file stays: --steps extends a finished model from it");
     let again = ok(&["train", "--resume", stopped.to_str().unwrap(), "--no-plot"]);
     assert!(again.stdout.contains("v10: already finished"), "{}", again.stdout);
 }
@@ -158,4 +158,129 @@ fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
 
     ok(&strs(&resume));
     assert_eq!(losses(&straight, "v10"), losses(&out, "v10"));
+}
+
+/// The same files, byte for byte or loss for loss, in two run folders.
+fn same_results(a: &Path, b: &Path, model: &str) {
+    assert_eq!(losses(a, model), losses(b, model), "{model} losses");
+    for f in [format!("{model}.sample.txt"), format!("{model}.safetensors")] {
+        assert!(fs::read(a.join(&f)).unwrap() == fs::read(b.join(&f)).unwrap(), "{f} differs");
+    }
+}
+
+/// Ctrl-C during an evaluation, or during the sampling after training, stops there; the
+/// resumed run redoes exactly that evaluation (or sample) and ends as an uninterrupted one.
+#[test]
+fn stopped_during_evaluation_or_sampling_resumes_into_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--steps", "41", "--eval-every", "20"];
+    let straight = dir.path().join("straight");
+    ok(&strs(&tiny_train(&straight, "v10", &flags)));
+    for (phase, steps) in [("eval", 21), ("sample", 41)] {
+        let out = dir.path().join(phase);
+        let mut cmd = bin();
+        cmd.args(strs(&tiny_train(&out, "v10", &flags))).env("CHARGPT_STOP_DURING", phase);
+        let first: Run = cmd.output().unwrap().into();
+        assert_eq!(first.code, 130, "{phase}: {}", first.stderr);
+        assert!(first.stderr.contains(&format!("v10 stopped after {steps} steps")), "{phase}: {}", first.stderr);
+        ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
+        same_results(&straight, &out, "v10");
+    }
+}
+
+/// A real SIGTERM in the middle of a long evaluation ends the process promptly (not after
+/// the evaluation's millions of batches), with the checkpoint loadable.
+#[test]
+fn sigterm_during_a_long_evaluation_stops_promptly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = tiny_train(&out, "v1", &["--steps", "21", "--eval-every", "20", "--eval-steps", "100000000"]);
+    let mut child = bin().args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // The piped progress prints "v1 21/21" after the last step, just before the evaluation.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("21/21") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the run ended before its evaluation");
+    }
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let sent = std::time::Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(20), "took {:?} to stop", sent.elapsed());
+    assert_eq!(status.code(), Some(130), "{rest}");
+    assert!(rest.contains("v1 stopped after 21 steps"), "{rest}");
+    ok(&["eval", "--checkpoint", out.join("v1.safetensors").to_str().unwrap(), "--data", excerpt().to_str().unwrap()]);
+}
+
+/// `--steps N` with --resume extends a finished run: the result equals a run of N steps.
+#[test]
+fn steps_with_resume_extends_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    ok(&strs(&tiny_train(&straight, "v1,v10", &["--steps", "61", "--eval-every", "20"])));
+    let out = dir.path().join("extended");
+    ok(&strs(&tiny_train(&out, "v1,v10", &["--steps", "41", "--eval-every", "20"])));
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--steps", "61", "--no-plot"]);
+    assert!(r.stdout.contains("resuming after step 41"), "{}", r.stdout);
+    for m in ["v1", "v10"] {
+        same_results(&straight, &out, m);
+    }
+    let run_json = fs::read_to_string(out.join("run.json")).unwrap();
+    assert!(run_json.contains("\"steps\": 61"), "{run_json}");
+    fails_with(&["train", "--resume", out.to_str().unwrap(), "--steps", "30"], "can only extend");
+}
+
+#[test]
+fn resume_refuses_flags_that_would_change_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1", &[])));
+    let dir_s = out.to_str().unwrap();
+    for flag in [&["--lr", "0.1"][..], &["--seed", "3"], &["--batch-size", "4"], &["--models", "v2"], &["--dropout", "0.5"], &["--impl", "fast"]] {
+        let mut args = vec!["train", "--resume", dir_s];
+        args.extend_from_slice(flag);
+        fails_with(&args, &format!("{} cannot be given with --resume", flag[0]));
+    }
+}
+
+/// A run recorded on CUDA is not silently continued elsewhere: where libtorch sees no GPU,
+/// the error names --device; with it, the run continues on the CPU.
+#[test]
+fn resume_uses_the_recorded_device() {
+    if tch::Cuda::is_available() {
+        return; // the case needs a machine without a GPU
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args(strs(&tiny_train(&out, "v1", &[]))).env("CHARGPT_STOP_AFTER_STEPS", "10");
+    assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
+    let run_json = out.join("run.json");
+    let text = fs::read_to_string(&run_json).unwrap().replace("\"device\": \"cpu\"", "\"device\": \"cuda\"").replace("\"precision\": \"fp32\"", "\"precision\": \"tf32\"");
+    fs::write(&run_json, text).unwrap();
+    fails_with(&["train", "--resume", out.to_str().unwrap()], "pass --device cpu");
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--device", "cpu", "--no-plot"]);
+    assert!(r.stdout.contains("continuing a cuda run on cpu"), "{}", r.stdout);
+}
+
+/// A training text whose vocabulary changed since the run started (here: as many characters,
+/// one of them another) is refused on resume.
+#[test]
+fn resume_refuses_a_changed_vocabulary() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    fs::copy(excerpt(), &text).unwrap();
+    let out = dir.path().join("run");
+    let mut args = tiny_train(&out, "v1", &[]);
+    let data_at = args.iter().position(|a| a == "--data").unwrap() + 1;
+    args[data_at] = text.display().to_string();
+    let mut cmd = bin();
+    cmd.args(strs(&args)).env("CHARGPT_STOP_AFTER_STEPS", "25");
+    assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
+    let changed = fs::read_to_string(&text).unwrap().replace('e', "\u{263a}");
+    fs::write(&text, changed).unwrap();
+    fails_with(&["train", "--resume", out.to_str().unwrap()], "vocabulary");
 }
