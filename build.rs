@@ -9,15 +9,10 @@
 use std::path::PathBuf;
 
 fn main() {
-    let lib = PathBuf::from(
-        std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"),
-    );
+    let lib = PathBuf::from(std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
-        println!(
-            "cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed",
-            lib.display()
-        );
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed", lib.display());
     }
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
     cc::Build::new()

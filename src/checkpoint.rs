@@ -106,9 +106,14 @@ pub fn to_safetensors_bytes(tensors: &[(String, Tensor)], metadata: Option<HashM
 }
 
 /// Reads a safetensors file into CPU tensors (in file order) and its metadata.
-pub fn read_safetensors(path: &Path) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+/// Named tensors and the file's string metadata.
+pub type TensorsAndMetadata = (Vec<(String, Tensor)>, HashMap<String, String>);
+
+pub fn read_safetensors(path: &Path) -> Result<TensorsAndMetadata> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("checkpoint {} does not exist; pass the .safetensors file written by `chargpt train`", path.display()),
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("checkpoint {} does not exist; pass the .safetensors file written by `chargpt train`", path.display())
+        }
         _ => anyhow::anyhow!("cannot read checkpoint {}: {e}", path.display()),
     })?;
     let bad = |e: safetensors::SafeTensorError| {
@@ -179,8 +184,6 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     let model = Model::new(kind, &info.config, device);
     rng.try_restore()?;
     let model = model?;
-    model
-        .load_state_dict(&tensors)
-        .with_context(|| format!("{} does not match its JSON description", weights.display()))?;
+    model.load_state_dict(&tensors).with_context(|| format!("{} does not match its JSON description", weights.display()))?;
     Ok((model, vocab, info))
 }

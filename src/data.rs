@@ -56,10 +56,7 @@ impl Vocab {
             unknown.sort_unstable();
             unknown.dedup();
             let listed: Vec<String> = unknown.iter().map(|c| format!("{c:?}")).collect();
-            bail!(
-                "characters not in the model's vocabulary: {} (use only characters of the training text)",
-                listed.join(", ")
-            );
+            bail!("characters not in the model's vocabulary: {} (use only characters of the training text)", listed.join(", "));
         }
         Ok(text.chars().map(|c| self.token(c).unwrap_or_default()).collect())
     }
@@ -77,15 +74,17 @@ impl Vocab {
 pub fn read_text(path: &Path) -> Result<String> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
-            anyhow::anyhow!("data file {} does not exist (pass --data with a UTF-8 text file, or run `make data` for the default corpus)", path.display())
+            anyhow::anyhow!(
+                "data file {} does not exist (pass --data with a UTF-8 text file, or run `make data` for the default corpus)",
+                path.display()
+            )
         }
         _ => anyhow::anyhow!("cannot read data file {}: {e}", path.display()),
     })?;
     if meta.is_dir() {
         bail!("data path {} is a directory; pass --data with a UTF-8 text file", path.display());
     }
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read data file {} (check its permissions)", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {} (check its permissions)", path.display()))?;
     if bytes.is_empty() {
         bail!("data file {} is empty; pass --data with a non-empty UTF-8 text file", path.display());
     }
@@ -136,11 +135,7 @@ impl Dataset {
     /// Splits tokens of an existing vocabulary (used when a checkpoint fixes the vocabulary).
     pub fn from_tokens(vocab: Vocab, tokens: &[i64]) -> Self {
         let n = split_point(tokens.len());
-        Dataset {
-            vocab,
-            train: Tensor::from_slice(&tokens[..n]),
-            val: Tensor::from_slice(&tokens[n..]),
-        }
+        Dataset { vocab, train: Tensor::from_slice(&tokens[..n]), val: Tensor::from_slice(&tokens[n..]) }
     }
 
     /// Moves the token tensors to `device`, so batches are cut where the model runs.

@@ -129,8 +129,8 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let faithful = LayerNorm::new(vs.root() / "ln", d, false);
         tch::no_grad(|| {
-            let _ = faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
-            let _ = faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
+            faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
+            faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
         });
         let (gamma, beta) = (&faithful.gamma, &faithful.beta);
         let expected = layer_norm_f64(&x, gamma, beta);

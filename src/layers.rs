@@ -195,9 +195,7 @@ impl MultiHead {
     pub fn new(p: Path, cfg: &Config, kind: MultiHeadKind) -> Self {
         let head_size = cfg.n_embed / cfg.num_heads;
         let dropout = (kind == MultiHeadKind::Dropout).then_some(cfg.dropout);
-        let heads = (0..cfg.num_heads)
-            .map(|h| Head::new(&p / "heads" / h, cfg.n_embed, head_size, cfg.block_size, dropout))
-            .collect();
+        let heads = (0..cfg.num_heads).map(|h| Head::new(&p / "heads" / h, cfg.n_embed, head_size, cfg.block_size, dropout)).collect();
         let width = head_size * cfg.num_heads;
         let proj = (kind != MultiHeadKind::NoProj).then(|| Linear::new(&p / "proj", width, width, true));
         MultiHead { heads, proj, dropout, fast: cfg.fast }

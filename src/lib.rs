@@ -3,21 +3,21 @@
 //! data (text → tokens → batches), layers, models, optimiser, training, sampling,
 //! checkpoints, and the pieces the CLI needs.
 
+pub mod checkpoint;
 pub mod data;
+pub mod fast;
 pub mod ffi;
+pub mod fused;
 pub mod layers;
 pub mod memory;
-pub mod fast;
-pub mod fused;
 pub mod models;
-pub mod checkpoint;
 pub mod optim;
+pub mod parity;
+pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod sample;
 pub mod train;
-pub mod plot;
-pub mod parity;
 
 pub mod bench;
 pub mod precision;

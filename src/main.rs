@@ -376,7 +376,11 @@ fn resumed_options(args: &TrainArgs, dir: &Path) -> Result<(TrainOptions, Device
         None => select_device(if opts.device == "cuda" { DeviceArg::Cuda } else { DeviceArg::Cpu })?,
     };
     if device_name(device) != opts.device {
-        println!("chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run", opts.device, device_name(device));
+        println!(
+            "chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run",
+            opts.device,
+            device_name(device)
+        );
         opts.device = device_name(device).to_string();
         if args.precision.is_none() && !device.is_cuda() {
             opts.precision = Precision::Fp32;
@@ -519,11 +523,13 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     }
     let mut failed = None;
     // A closed stdout (`| head -c 5`) stops the generation at once.
-    sample::generate(&model, &context, args.chars, args.greedy, |t| match write!(out, "{}", vocab.decode_one(t)).and_then(|_| out.flush()) {
-        Ok(()) => std::ops::ControlFlow::Continue(()),
-        Err(e) => {
-            failed = Some(e);
-            std::ops::ControlFlow::Break(())
+    sample::generate(&model, &context, args.chars, args.greedy, |t| {
+        match write!(out, "{}", vocab.decode_one(t)).and_then(|_| out.flush()) {
+            Ok(()) => std::ops::ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                std::ops::ControlFlow::Break(())
+            }
         }
     });
     if let Some(e) = failed {
@@ -595,7 +601,13 @@ fn cmd_parity(dir: &Path, device: DeviceArg, implementation: Impl) -> Result<()>
             grads,
             r.adam,
             run(r.run_losses),
-            if !r.run_checked { "-" } else if r.tokens_equal { "identical" } else { "DIFFER" }
+            if !r.run_checked {
+                "-"
+            } else if r.tokens_equal {
+                "identical"
+            } else {
+                "DIFFER"
+            }
         );
     }
     println!("all ten models match the reference within the tolerances (\"-\": not comparable, see `chargpt parity --help`)");
@@ -616,8 +628,8 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         println!("matmul_gflops,{:.3},{threads}", bench::matmul_peak_gflops(device, n));
         return Ok(());
     }
-    let (mut cfg, batch) = bench::bench_config(&args.config, 84)
-        .with_context(|| format!("unknown bench configuration {:?}: use cpu or blog", args.config))?;
+    let (mut cfg, batch) =
+        bench::bench_config(&args.config, 84).with_context(|| format!("unknown bench configuration {:?}: use cpu or blog", args.config))?;
     cfg.fast = args.implementation == Impl::Fast;
     let implementation = format!("{:?}", args.implementation).to_lowercase();
     println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision");

@@ -347,11 +347,7 @@ pub fn validate(kind: ModelKind, cfg: &Config) -> Result<()> {
         bail!("dropout must be in [0, 1), got {}", cfg.dropout);
     }
     if kind.has_multi_head() && cfg.n_embed % cfg.num_heads != 0 {
-        bail!(
-            "n_embed ({}) is not divisible by num_heads ({}); choose sizes with n_embed % num_heads == 0",
-            cfg.n_embed,
-            cfg.num_heads
-        );
+        bail!("n_embed ({}) is not divisible by num_heads ({}); choose sizes with n_embed % num_heads == 0", cfg.n_embed, cfg.num_heads);
     }
     Ok(())
 }
@@ -465,8 +461,7 @@ mod tests {
         let small = config(84, 128, 4, 64, 4);
         let blog = config(84, 384, 6, 256, 6);
         let expect_small = [7_056, 21_588, 29_780, 78_932, 95_444, 111_956, 243_284, 638_420, 640_212, 838_100];
-        let expect_blog =
-            [7_056, 64_596, 162_900, 605_268, 753_108, 900_948, 2_081_364, 5_626_068, 5_631_444, 10_951_380];
+        let expect_blog = [7_056, 64_596, 162_900, 605_268, 753_108, 900_948, 2_081_364, 5_626_068, 5_631_444, 10_951_380];
         for (i, kind) in ModelKind::ALL.into_iter().enumerate() {
             assert_eq!(Model::new(kind, &small, Device::Cpu).unwrap().num_parameters(), expect_small[i], "{kind}");
             assert_eq!(Model::new(kind, &blog, Device::Cpu).unwrap().num_parameters(), expect_blog[i], "{kind}");

@@ -164,7 +164,10 @@ mod tests {
     fn a_parameter_without_gradient_is_not_decayed() {
         let used = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let unused = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut opt = AdamW::new(vec![("used".into(), used.shallow_clone()), ("unused".into(), unused.shallow_clone())], AdamWConfig::pytorch_default(0.5));
+        let mut opt = AdamW::new(
+            vec![("used".into(), used.shallow_clone()), ("unused".into(), unused.shallow_clone())],
+            AdamWConfig::pytorch_default(0.5),
+        );
         opt.zero_grad().unwrap();
         (&used * 2.0).sum(Kind::Float).backward();
         opt.step().unwrap();

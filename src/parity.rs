@@ -109,7 +109,11 @@ pub fn compare(name: &str, actual: &Tensor, reference: &Tensor, tol: &Tolerance)
     let a = actual.detach().to_device(Device::Cpu).to_kind(Kind::Double);
     let b = reference.to_kind(Kind::Double);
     if a.size() != b.size() {
-        return Err(Mismatch { name: format!("{name} (shape {:?} vs {:?})", a.size(), b.size()), max_abs_err: f64::INFINITY, allowed: 0.0 });
+        return Err(Mismatch {
+            name: format!("{name} (shape {:?} vs {:?})", a.size(), b.size()),
+            max_abs_err: f64::INFINITY,
+            allowed: 0.0,
+        });
     }
     let err = if a.numel() == 0 { 0.0 } else { (&a - &b).abs().max().double_value(&[]) };
     let scale = if b.numel() == 0 { 0.0 } else { b.abs().max().double_value(&[]) };
@@ -170,7 +174,9 @@ impl Implementation {
     fn tolerance(self, manifest: &Tolerance) -> Tolerance {
         match self {
             Implementation::Faithful => *manifest,
-            Implementation::Fast => Tolerance { rel: manifest.rel.max(FAST_REL), adam_end_to_end_rel: manifest.adam_end_to_end_rel.max(FAST_REL), ..*manifest },
+            Implementation::Fast => {
+                Tolerance { rel: manifest.rel.max(FAST_REL), adam_end_to_end_rel: manifest.adam_end_to_end_rel.max(FAST_REL), ..*manifest }
+            }
         }
     }
 
@@ -180,7 +186,14 @@ impl Implementation {
 }
 
 /// Forward, loss and gradients on `device` from the reference's initial weights.
-pub fn check_forward_backward(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>, device: Device, imp: Implementation, report: &mut Report) -> Result<()> {
+pub fn check_forward_backward(
+    r: &Reference,
+    kind: ModelKind,
+    t: &BTreeMap<String, Tensor>,
+    device: Device,
+    imp: Implementation,
+    report: &mut Report,
+) -> Result<()> {
     let tol = &imp.tolerance(&r.manifest.tolerance);
     let seeds = &r.manifest.seeds[&kind.to_string()];
     let model = Model::new(kind, &imp.config(&r.manifest.config), device)?;
@@ -212,7 +225,14 @@ pub fn check_forward_backward(r: &Reference, kind: ModelKind, t: &BTreeMap<Strin
 /// Three AdamW steps with dropout off land on the reference's parameters: first fed the
 /// reference's own gradients (the optimizer alone, to the tight tolerance), then end to end
 /// with ours (to `adam_end_to_end_rel`: the first steps amplify gradients' last bits).
-pub fn check_adamw(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>, device: Device, imp: Implementation, report: &mut Report) -> Result<()> {
+pub fn check_adamw(
+    r: &Reference,
+    kind: ModelKind,
+    t: &BTreeMap<String, Tensor>,
+    device: Device,
+    imp: Implementation,
+    report: &mut Report,
+) -> Result<()> {
     // From the reference's initial weights: three times zero_grad, `set_grads`, step.
     let three_steps = |set_grads: &dyn Fn(&Model, i64) -> Result<()>| -> Result<Vec<(String, Tensor)>> {
         let model = Model::new(kind, &imp.config(&r.manifest.config), device)?;
@@ -256,7 +276,13 @@ pub fn check_adamw(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>,
 }
 
 /// The same seed gives the reference's initial weights, step losses, evaluations and sample (CPU only).
-pub fn check_same_seed_run(r: &Reference, kind: ModelKind, t: &BTreeMap<String, Tensor>, imp: Implementation, report: &mut Report) -> Result<()> {
+pub fn check_same_seed_run(
+    r: &Reference,
+    kind: ModelKind,
+    t: &BTreeMap<String, Tensor>,
+    imp: Implementation,
+    report: &mut Report,
+) -> Result<()> {
     let m = &r.manifest;
     let seed = m.seeds[&kind.to_string()].init_and_run;
     tch::manual_seed(seed);
@@ -311,4 +337,3 @@ pub fn check_model(r: &Reference, kind: ModelKind, device: Device, imp: Implemen
     }
     Ok(report)
 }
-

@@ -20,7 +20,8 @@ pub fn read_curves(run_dir: &Path) -> Result<Vec<(ModelKind, Vec<EvalRow>)>> {
             continue;
         }
         let mut reader = csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let rows: Vec<EvalRow> = reader.deserialize().collect::<Result<_, _>>().with_context(|| format!("{} is not a chargpt loss CSV", path.display()))?;
+        let rows: Vec<EvalRow> =
+            reader.deserialize().collect::<Result<_, _>>().with_context(|| format!("{} is not a chargpt loss CSV", path.display()))?;
         if !rows.is_empty() {
             curves.push((kind, rows));
         }
@@ -32,7 +33,8 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[(ModelKind, 
 where
     DB::ErrorType: 'static,
 {
-    let finals: Vec<(String, f64)> = curves.iter().filter_map(|(k, r)| r.last().map(|r| (k.to_string().to_uppercase(), r.val_loss))).collect();
+    let finals: Vec<(String, f64)> =
+        curves.iter().filter_map(|(k, r)| r.last().map(|r| (k.to_string().to_uppercase(), r.val_loss))).collect();
     let names: Vec<String> = finals.iter().map(|(n, _)| n.clone()).collect();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
@@ -58,7 +60,13 @@ where
             .label(kind.to_string().to_uppercase())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
 
     let top = finals.iter().map(|(_, l)| *l).fold(0.0, f64::max) * 1.15;
     let n = finals.len() as f64;
@@ -71,15 +79,13 @@ where
         .map_err(err)?;
     let label = |x: &f64| {
         let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            names.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
     };
-    bars.configure_mesh()
-        .disable_x_mesh()
-        .x_labels(finals.len() * 2 + 1)
-        .x_label_formatter(&label)
-        .y_desc("loss")
-        .draw()
-        .map_err(err)?;
+    bars.configure_mesh().disable_x_mesh().x_labels(finals.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
     for (i, (_, loss)) in finals.iter().enumerate() {
         let (x, loss) = (i as f64, *loss);
         let color = Palette99::pick(i * 9 + 1).filled();

@@ -32,15 +32,7 @@ impl Progress {
             bar.set_position(start);
             bar
         });
-        Progress {
-            bar,
-            label: label.to_string(),
-            total,
-            last_line: Instant::now(),
-            last_loss: None,
-            last_eval: None,
-            visible,
-        }
+        Progress { bar, label: label.to_string(), total, last_line: Instant::now(), last_loss: None, last_eval: None, visible }
     }
 
     fn message(&self) -> String {

@@ -25,11 +25,7 @@ pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit
             };
             let logits = model.forward(&window, false);
             let last = logits.select(1, -1);
-            let next = if greedy {
-                last.argmax(-1, true)
-            } else {
-                last.softmax(-1, Kind::Float).multinomial(1, false)
-            };
+            let next = if greedy { last.argmax(-1, true) } else { last.softmax(-1, Kind::Float).multinomial(1, false) };
             let token = next.int64_value(&[0, 0]);
             tokens.push(token);
             idx = Tensor::cat(&[idx, next], 1);

@@ -180,7 +180,13 @@ pub fn estimate_loss(model: &Model, data: &Dataset, batch_size: i64, eval_steps:
 }
 
 /// [`estimate_loss`] that gives up (None) between batches once `stop` is set.
-fn estimate_loss_unless_stopped(model: &Model, data: &Dataset, batch_size: i64, eval_steps: i64, stop: Option<&AtomicBool>) -> Option<(f64, f64)> {
+fn estimate_loss_unless_stopped(
+    model: &Model,
+    data: &Dataset,
+    batch_size: i64,
+    eval_steps: i64,
+    stop: Option<&AtomicBool>,
+) -> Option<(f64, f64)> {
     tch::no_grad(|| {
         let mean = |split| {
             let mut sum = 0.0;
@@ -217,7 +223,13 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, 
         let mut add = |x: Tensor, y: Tensor| {
             let logits = model.forward(&x.to_device(model.device()), false);
             let v = logits.size()[2];
-            let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(&y.to_device(model.device()).view([-1]), None, tch::Reduction::Sum, -100, 0.0);
+            let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(
+                &y.to_device(model.device()).view([-1]),
+                None,
+                tch::Reduction::Sum,
+                -100,
+                0.0,
+            );
             total += loss.double_value(&[]);
             count += y.numel() as i64;
         };
@@ -365,7 +377,11 @@ fn load_resume(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Resu
         let (Some(m), Some(v)) = (avg.get(name), sq.get(name)) else { bail!("{}: optimizer state for {name} is missing", path.display()) };
         opt.state.insert(
             name.clone(),
-            ParamState { step: *step, exp_avg: m.to_kind(Kind::Float).to_device(device), exp_avg_sq: v.to_kind(Kind::Float).to_device(device) },
+            ParamState {
+                step: *step,
+                exp_avg: m.to_kind(Kind::Float).to_device(device),
+                exp_avg_sq: v.to_kind(Kind::Float).to_device(device),
+            },
         );
     }
     CpuRngState::from_tensor(&rng.context("no generator state in resume file")?)?.try_restore()?;
@@ -397,7 +413,8 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     if let Some(run) = run {
         let path = checkpoint::resume_path(&run.path, kind);
         if path.exists() {
-            state = load_resume(&path, &model, &mut opt, &data.vocab.as_string()).with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
+            state = load_resume(&path, &model, &mut opt, &data.vocab.as_string())
+                .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
                 println!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
             }
@@ -460,7 +477,11 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
     };
     // A checkpoint taken during an evaluation holds the steps before it: evaluate first.
     let first_step = state.steps_done;
-    if first_step > 0 && evaluates_after(first_step - 1, opts.eval_every) && state.rows.last().is_none_or(|r| r.step != first_step - 1) && !evaluate(first_step - 1, &mut state, &opt, &mut progress)? {
+    if first_step > 0
+        && evaluates_after(first_step - 1, opts.eval_every)
+        && state.rows.last().is_none_or(|r| r.step != first_step - 1)
+        && !evaluate(first_step - 1, &mut state, &opt, &mut progress)?
+    {
         return interrupted(&mut state, &opt, &mut progress);
     }
     for s in first_step..opts.steps {
@@ -478,7 +499,8 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         state.train_seconds += t0.elapsed().as_secs_f64();
         if !loss.is_finite() {
             progress.finish();
-            let last = state.rows.last().map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
+            let last =
+                state.rows.last().map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
             bail!("{kind}: the training loss became {loss} at step {s}; {last}. Try a smaller --lr");
         }
         losses.push(loss);

@@ -199,7 +199,9 @@ fn a_diverging_loss_stops_with_the_model_and_step() {
 /// happened, and a backtrace under RUST_BACKTRACE=1 (none without).
 #[test]
 fn a_bug_is_reported_as_an_internal_error_with_a_backtrace_on_request() {
-    let run = |backtrace: &str| -> Run { bin().args(["models"]).env("CHARGPT_TEST_INTERNAL_PANIC", "1").env("RUST_BACKTRACE", backtrace).output().unwrap().into() };
+    let run = |backtrace: &str| -> Run {
+        bin().args(["models"]).env("CHARGPT_TEST_INTERNAL_PANIC", "1").env("RUST_BACKTRACE", backtrace).output().unwrap().into()
+    };
     let plain = run("0");
     assert_eq!(plain.code, 2);
     assert!(plain.stderr.contains("error: internal error (a bug in chargpt, please report it): test hook"), "{}", plain.stderr);

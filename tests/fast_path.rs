@@ -10,9 +10,9 @@ use chargpt::data::Dataset;
 use chargpt::layers::{Config, FeedForward, FeedForwardKind, MultiHead, MultiHeadKind};
 use chargpt::models::{Model, ModelKind};
 use chargpt::parity::{compare, Tolerance};
-use tch::nn::VarStore;
 use chargpt::train::{train_model, TrainJob, TrainOptions};
 use std::sync::Mutex;
+use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 static RNG: Mutex<()> = Mutex::new(());
@@ -94,7 +94,7 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
             let _ = head.value.weight.narrow(1, 0, 1).fill_(1.0);
         }
         let proj = mh.proj.as_ref().unwrap();
-        let _ = proj.weight.shallow_clone().copy_(&Tensor::eye(8, (Kind::Float, Device::Cpu)));
+        proj.weight.shallow_clone().copy_(&Tensor::eye(8, (Kind::Float, Device::Cpu)));
         let _ = proj.bias.as_ref().unwrap().shallow_clone().zero_();
     });
     let x = Tensor::zeros([64, 64, 8], (Kind::Float, Device::Cpu));

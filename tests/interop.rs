@@ -67,9 +67,30 @@ fn same_seed_same_printed_run_as_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let data = excerpt();
     let flags = [
-        "--seed", "42", "--batch-size", "8", "--block-size", "16", "--n-embed", "32", "--num-heads", "4",
-        "--block-layers", "2", "--dropout", "0.2", "--lr", "0.003", "--steps", "61", "--eval-every", "20",
-        "--eval-steps", "3", "--generate-chars", "60",
+        "--seed",
+        "42",
+        "--batch-size",
+        "8",
+        "--block-size",
+        "16",
+        "--n-embed",
+        "32",
+        "--num-heads",
+        "4",
+        "--block-layers",
+        "2",
+        "--dropout",
+        "0.2",
+        "--lr",
+        "0.003",
+        "--steps",
+        "61",
+        "--eval-every",
+        "20",
+        "--eval-steps",
+        "3",
+        "--generate-chars",
+        "60",
     ];
     let mut ours_args = vec!["train", "--models", "v10", "--no-plot", "--data", data.to_str().unwrap()];
     let out = dir.path().join("run");

@@ -239,7 +239,9 @@ fn resume_refuses_flags_that_would_change_the_run() {
     let out = dir.path().join("run");
     ok(&strs(&tiny_train(&out, "v1", &[])));
     let dir_s = out.to_str().unwrap();
-    for flag in [&["--lr", "0.1"][..], &["--seed", "3"], &["--batch-size", "4"], &["--models", "v2"], &["--dropout", "0.5"], &["--impl", "fast"]] {
+    for flag in
+        [&["--lr", "0.1"][..], &["--seed", "3"], &["--batch-size", "4"], &["--models", "v2"], &["--dropout", "0.5"], &["--impl", "fast"]]
+    {
         let mut args = vec!["train", "--resume", dir_s];
         args.extend_from_slice(flag);
         fails_with(&args, &format!("{} cannot be given with --resume", flag[0]));
@@ -259,7 +261,10 @@ fn resume_uses_the_recorded_device() {
     cmd.args(strs(&tiny_train(&out, "v1", &[]))).env("CHARGPT_STOP_AFTER_STEPS", "10");
     assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
     let run_json = out.join("run.json");
-    let text = fs::read_to_string(&run_json).unwrap().replace("\"device\": \"cpu\"", "\"device\": \"cuda\"").replace("\"precision\": \"fp32\"", "\"precision\": \"tf32\"");
+    let text = fs::read_to_string(&run_json)
+        .unwrap()
+        .replace("\"device\": \"cpu\"", "\"device\": \"cuda\"")
+        .replace("\"precision\": \"fp32\"", "\"precision\": \"tf32\"");
     fs::write(&run_json, text).unwrap();
     fails_with(&["train", "--resume", out.to_str().unwrap()], "pass --device cpu");
     let r = ok(&["train", "--resume", out.to_str().unwrap(), "--device", "cpu", "--no-plot"]);

@@ -59,10 +59,8 @@ pub fn fails_with(args: &[&str], needle: &str) -> Run {
 
 /// Tiny training flags on the excerpt, into `out`.
 pub fn tiny_train<'a>(out: &'a Path, models: &'a str, extra: &[&'a str]) -> Vec<String> {
-    let mut args: Vec<String> = ["train", "--preset", "tiny", "--models", models, "--no-plot", "--out"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["train", "--preset", "tiny", "--models", models, "--no-plot", "--out"].iter().map(|s| s.to_string()).collect();
     args.push(out.display().to_string());
     args.push("--data".into());
     args.push(excerpt().display().to_string());
