@@ -9,7 +9,7 @@ CORPUS  := data/shakespeare.txt
 BIN     := target/release/chargpt
 ARGS    ?=
 
-.PHONY: all setup data build train test reference bench clean-runs
+.PHONY: all setup data build train test reference bench clean-runs mutants gpu-dry
 
 all: build
 
@@ -48,3 +48,11 @@ reference: $(STAMP)
 bench: build
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 	cargo bench --bench step
+
+# The mutation table (results/mutants.md): each spec detail changed, and the tests that notice.
+mutants: build
+	python3 scripts/mutants.py
+
+# scripts/gpu_checks.sh rehearsed on the CPU (tests/gpu_checks.rs runs the same in `make test`).
+gpu-dry: build
+	GPU_CHECKS_DRY=1 OUT=target/gpu-dry bash scripts/gpu_checks.sh

@@ -12,9 +12,18 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "chargpt"
 
 
-def rows(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+def rows(cmd, timeout=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, timeout=timeout).stdout
     return list(csv.DictReader(io.StringIO(out)))
+
+
+def compiled_row(cmd, timeout):
+    """The torch.compile side, or None where it fails or does not compile in `timeout` s."""
+    try:
+        return rows(cmd, timeout)[0]
+    except (subprocess.TimeoutExpired, subprocess.CalledProcessError, IndexError) as e:
+        print(f"  torch.compile left out: {type(e).__name__}", flush=True)
+        return None
 
 
 def main():
@@ -28,32 +37,53 @@ def main():
     ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
     ap.add_argument("--out", default=None)
     ap.add_argument("--python", default=sys.executable, help="the Python with torch for the PyTorch side")
+    ap.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
+                    help="both sides' precision (default: tf32 on CUDA, fp32 on the CPU); MFU is against the matmul rate at it")
+    ap.add_argument("--compile-models", default="",
+                    help="models that also get a torch.compile column (e.g. v10), each given --compile-timeout-s to compile and run")
+    ap.add_argument("--compile-timeout-s", type=float, default=180)
+    ap.add_argument("--one-process-per-round", action="store_true",
+                    help="one process per side and round for all models, instead of one per model (for a GPU, where a process start costs seconds)")
     a = ap.parse_args()
     config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
     dev = "cuda" if a.device.startswith("cuda") else "cpu"
-    peak_line = subprocess.run([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads)],
+    precision = a.precision or ("tf32" if dev == "cuda" else "fp32")
+    peak_line = subprocess.run([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads), "--precision", precision],
                                check=True, capture_output=True, text=True).stdout.strip().split(",")
     peak, threads = float(peak_line[1]), int(peak_line[2])
-    print(f"fp32 matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads); "
+    compile_models = [m for m in a.compile_models.split(",") if m]
+    print(f"{precision} matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads); "
           f"{a.rounds} rounds of {a.budget_s}s per side and model, median round", flush=True)
     table = []
-    for name in a.models.split(","):
-        common = ["--models", name, "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s)]
-        sides = {
-            "faithful": [BIN, "bench", "--impl", "faithful", "--device", dev] + common,
-            "pytorch": [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common,
-            "fast": [BIN, "bench", "--impl", "fast", "--device", dev] + common,
-        }
-        runs = {k: [] for k in sides}
+    models = a.models.split(",")
+    sides = ("faithful", "pytorch", "fast")
+
+    def command(side, names):
+        common = ["--models", ",".join(names), "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s),
+                  "--precision", precision]
+        if side == "pytorch":
+            return [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common
+        return [BIN, "bench", "--impl", side, "--device", dev] + common
+
+    # runs[side][model]: one row per round. Per model, each round a fresh process per side
+    # (speed varies per process on a shared CPU); with --one-process-per-round, one process
+    # per side and round measures every model (a GPU's process start costs seconds).
+    runs = {k: {m: [] for m in models} for k in sides}
+    groups = [models] if a.one_process_per_round else [[m] for m in models]
+    for group in groups:
         for r in range(a.rounds):
             # Alternate the order so that drift of the machine hits every side alike.
-            order = list(sides) if r % 2 == 0 else list(reversed(sides))
-            for k in order:
-                runs[k].append(rows(sides[k])[0])
-        pick = lambda k: sorted(runs[k], key=lambda row: float(row["ms_per_step"]))[len(runs[k]) // 2]
+            for k in (sides if r % 2 == 0 else tuple(reversed(sides))):
+                for row in rows(command(k, group)):
+                    runs[k][row["model"]].append(row)
+    for name in models:
+        pick = lambda k: sorted(runs[k][name], key=lambda row: float(row["ms_per_step"]))[len(runs[k][name]) // 2]
         faithful, pytorch, fast = pick("faithful"), pick("pytorch"), pick("fast")
+        # torch.compile: once, after the others (its compilation is what takes time).
+        compiled = compiled_row(command("pytorch", [name]) + ["--compile", "--generate-chars", "0"], a.compile_timeout_s) if name in compile_models else None
+        compiled_ms = float(compiled["ms_per_step"]) if compiled else float("nan")
         flops = float(faithful["flops_per_step"])
-        tokens = {"cpu": 32 * 64, "blog": 64 * 256}[config]
+        tokens = {"cpu": 32 * 64, "blog": 64 * 256}[config]  # B * Tmax of the bench configurations
         rust_ms, fast_ms, py_ms = (float(r["ms_per_step"]) for r in (faithful, fast, pytorch))
         row = dict(
             model=name,
@@ -74,8 +104,11 @@ def main():
             rust_gen_chars_per_s=float(faithful["gen_chars_per_s"]),
             fast_gen_chars_per_s=float(fast["gen_chars_per_s"]),
             pytorch_gen_chars_per_s=float(pytorch["gen_chars_per_s"]),
+            pytorch_compile_ms_per_step=round(compiled_ms, 3),
+            ratio_fast_pytorch_compile=round(fast_ms / compiled_ms, 3),
             threads=threads,
             config=config,
+            precision=precision,
         )
         table.append(row)
         print(f"{name:>4}: rust {rust_ms:8.2f} ms  fast {fast_ms:8.2f} ms  pytorch {py_ms:8.2f} ms  "

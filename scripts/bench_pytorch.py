@@ -2,6 +2,7 @@
 (forward, loss, zero_grad, backward, AdamW step, loss.item()) with the reference models,
 same configuration, same thread count; prints the same CSV line format."""
 import argparse
+import contextlib
 import pathlib
 import statistics
 import sys
@@ -31,25 +32,34 @@ def main():
     ap.add_argument("--budget-s", type=float, default=3.0)
     ap.add_argument("--generate-chars", type=int, default=200)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
+                    help="as chargpt's --precision (default: tf32 on CUDA, fp32 on the CPU)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (what a PyTorch user reaches for)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    cuda = a.device.startswith("cuda")
+    precision = a.precision or ("tf32" if cuda else "fp32")
+    if precision != "fp32" and not cuda:
+        sys.exit(f"--precision {precision} is for CUDA")
+    torch.backends.cuda.matmul.allow_tf32 = precision != "fp32"
+    torch.backends.cudnn.allow_tf32 = precision != "fp32"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16") if cuda else contextlib.nullcontext()
     sizes, batch = CONFIGS[a.config]
     cfg = dict(vocab_size=84, **sizes)
-    print("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device")
+    print("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision")
     for name in a.models.split(","):
         torch.manual_seed(0)
         model = ref.build(name, cfg).to(a.device)
+        run = torch.compile(model) if a.compile else model
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.randint(84, (batch, cfg["block_size"]), device=a.device)
         y = torch.randint(84, (batch, cfg["block_size"]), device=a.device)
         model.train()
 
         def step():
-            _, loss = model(x, y)
+            with autocast:
+                _, loss = run(x, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -74,8 +84,9 @@ def main():
             ref.generate(model, start_tok, a.generate_chars, cfg["block_size"], name in ("v1", "v2"))
             gen = a.generate_chars / (time.perf_counter() - t0)
         params = sum(p.numel() for p in model.parameters())
-        print(f"{name},pytorch,{params},{statistics.median(times) * 1e3:.4f},,{gen:.1f},"
-              f"{torch.get_num_threads()},{a.device}", flush=True)
+        impl = "pytorch-compile" if a.compile else "pytorch"
+        print(f"{name},{impl},{params},{statistics.median(times) * 1e3:.4f},,{gen:.1f},"
+              f"{torch.get_num_threads()},{a.device},{precision}", flush=True)
 
 
 if __name__ == "__main__":

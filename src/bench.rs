@@ -123,11 +123,12 @@ pub fn flops_per_step(model: &Model, batch_size: i64) -> f64 {
     6.0 * matmul_weights as f64 * tokens + 12.0 * attention_layers as f64 * batch_size as f64 * t * t * cfg.n_embed as f64
 }
 
-/// The machine's fp32 matmul rate through libtorch, in GFLOP/s (median of several).
-pub fn matmul_peak_gflops(device: Device, n: i64) -> f64 {
+/// The machine's matmul rate through libtorch for `kind` (fp32, with TF32 where the global
+/// switch allows it, or bf16), in GFLOP/s (median of several).
+pub fn matmul_peak_gflops(device: Device, n: i64, kind: Kind) -> f64 {
     tch::manual_seed(0);
-    let a = Tensor::randn([n, n], (Kind::Float, device));
-    let b = Tensor::randn([n, n], (Kind::Float, device));
+    let a = Tensor::randn([n, n], (kind, device));
+    let b = Tensor::randn([n, n], (kind, device));
     let mut times = Vec::new();
     for i in 0..8 {
         sync(device);

@@ -248,7 +248,7 @@ struct BenchArgs {
     /// Characters generated for the generation rate (0: skip).
     #[arg(long, default_value_t = 200)]
     generate_chars: usize,
-    /// Only measure the fp32 matmul rate of the device.
+    /// Only measure the device's matmul rate at --precision (fp32, tf32 or bf16).
     #[arg(long)]
     matmul_peak: bool,
     /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU).
@@ -625,7 +625,9 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     precision.apply(device)?;
     if args.matmul_peak {
         let n = if device.is_cuda() { 8192 } else { 2048 };
-        println!("matmul_gflops,{:.3},{threads}", bench::matmul_peak_gflops(device, n));
+        let kind = if precision == Precision::Bf16 { tch::Kind::BFloat16 } else { tch::Kind::Float };
+        let name = format!("{precision:?}").to_lowercase();
+        println!("matmul_gflops,{:.3},{threads},{name}", bench::matmul_peak_gflops(device, n, kind));
         return Ok(());
     }
     let (mut cfg, batch) =

@@ -574,7 +574,10 @@ fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
 
 /// A finished model's summary, if its run folder says it finished all `steps`.
 pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
-    let (_, info) = checkpoint::read_info(&run.weights(kind)).ok()?;
+    // The JSON alone decides, so that a run folder packed without its weights (the GPU
+    // checks bring runs back that way) still skips its finished models.
+    let text = std::fs::read_to_string(checkpoint::info_path(&run.weights(kind))).ok()?;
+    let info: ModelInfo = serde_json::from_str(&text).ok()?;
     if !info.finished || info.steps_done < steps {
         return None;
     }
