@@ -132,7 +132,7 @@ pack_run() {
 }
 
 if wants run; then
-  RUN_DIR=target/gpu-blog-run
+  RUN_DIR=${GPU_CHECKS_RUN_DIR:-target/gpu-blog-run}
   if [ -n "${GPU_CHECKS_RESUME_TAR:-}" ]; then
     rm -rf "$RUN_DIR" && mkdir -p target && tar -xzf "$GPU_CHECKS_RESUME_TAR" -C target
     TRAIN=("$BIN" train --resume "$RUN_DIR")

@@ -12,6 +12,7 @@ fn gpu_checks(out: &Path, env: &[(&str, &str)]) -> String {
     cmd.arg(common::root().join("scripts/gpu_checks.sh"))
         .env("GPU_CHECKS_DRY", "1")
         .env("OUT", out)
+        .env("GPU_CHECKS_RUN_DIR", out.parent().unwrap().join("gpu-blog-run"))
         .env("BIN", env!("CARGO_BIN_EXE_chargpt"))
         .env("PY", common::root().join(".venv/bin/python"));
     for (k, v) in env {
