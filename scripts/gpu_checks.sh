@@ -74,6 +74,9 @@ fi
 mkdir -p "$OUT"
 LOG="$OUT/checks.txt"
 SUMMARY="$OUT/summary.txt"
+# Each call reports on itself (the files of an earlier call have been fetched by then).
+: >"$LOG"
+: >"$SUMMARY"
 
 wants() { [[ ",$PHASES," == *",$1,"* ]]; }
 elapsed() { echo $(( $(date +%s) - START )); }
@@ -134,7 +137,8 @@ pack_run() {
 if wants run; then
   RUN_DIR=${GPU_CHECKS_RUN_DIR:-target/gpu-blog-run}
   if [ -n "${GPU_CHECKS_RESUME_TAR:-}" ]; then
-    rm -rf "$RUN_DIR" && mkdir -p target && tar -xzf "$GPU_CHECKS_RESUME_TAR" -C target
+    # The tar holds the folder under its own name, as pack_run wrote it.
+    rm -rf "$RUN_DIR" && mkdir -p "$(dirname "$RUN_DIR")" && tar -xzf "$GPU_CHECKS_RESUME_TAR" -C "$(dirname "$RUN_DIR")"
     TRAIN=("$BIN" train --resume "$RUN_DIR")
   else
     rm -rf "$RUN_DIR"
