@@ -153,11 +153,11 @@ if wants run; then
     echo "run: only $BUDGET s left in this call; run it in a call of its own (GPU_CHECKS_PHASES=run)" >>"$SUMMARY"
   else
     # Refresh the packed folder every minute while training, so a cut-off call still returns it.
-    ( while sleep 60; do pack_run "$RUN_DIR"; done ) &
+    ( while sleep 60; do pack_run "$RUN_DIR"; done ) </dev/null >/dev/null 2>&1 &
     PACKER=$!
     # SIGINT at the budget: chargpt writes its checkpoint and exits 130 (resumable).
     phase train timeout --preserve-status -s INT -k 30 "$BUDGET" "${TRAIN[@]}"
-    kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null
+    pkill -P "$PACKER" 2>/dev/null; kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null
     pack_run "$RUN_DIR"
   fi
 fi
