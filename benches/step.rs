@@ -4,7 +4,8 @@
 //! `make bench` also runs scripts/bench.py, which puts PyTorch eager beside these numbers.
 
 use chargpt::bench::{bench_config, StepBench};
-use chargpt::models::ModelKind;
+use chargpt::models::{Implementation, ModelKind};
+use chargpt::presets::Preset;
 use chargpt::sample;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::time::Duration;
@@ -12,24 +13,22 @@ use tch::Device;
 
 fn steps(c: &mut Criterion) {
     chargpt::memory::keep_freed_tensor_memory();
-    let mut configs = vec![("cpu", Device::Cpu)];
+    let mut configs = vec![(Preset::Cpu, Device::Cpu)];
     if tch::Cuda::is_available() {
-        configs.push(("blog", Device::Cuda(0)));
+        configs.push((Preset::Blog, Device::Cuda(0)));
     }
     for (name, device) in configs {
-        let (cfg, batch) = bench_config(name, 84).expect("known configuration");
+        let (cfg, batch) = bench_config(name, 84);
         let mut group = c.benchmark_group(format!("train_step/{name}"));
         group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
         group.throughput(Throughput::Elements((batch * cfg.block_size) as u64));
         for kind in ModelKind::ALL {
-            for fast in [false, true] {
-                if fast && kind < ModelKind::V4 {
+            for implementation in [Implementation::Faithful, Implementation::Fast] {
+                if implementation == Implementation::Fast && kind < ModelKind::V4 {
                     continue; // no attention: the fast path is the same computation
                 }
-                let mut cfg = cfg.clone();
-                cfg.fast = fast;
-                let mut b = StepBench::new(kind, &cfg, batch, device);
-                let id = format!("{kind}/{}", if fast { "fast" } else { "faithful" });
+                let mut b = StepBench::new(kind, &cfg, implementation, batch, device).expect("valid configuration");
+                let id = format!("{kind}/{implementation}");
                 group.bench_function(id, |bencher| bencher.iter(|| b.step()));
             }
         }
@@ -39,7 +38,7 @@ fn steps(c: &mut Criterion) {
         group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
         group.throughput(Throughput::Elements(200));
         for kind in ModelKind::ALL {
-            let b = StepBench::new(kind, &cfg, batch, device);
+            let b = StepBench::new(kind, &cfg, Implementation::Faithful, batch, device).expect("valid configuration");
             group.bench_function(kind.to_string(), |bencher| {
                 bencher.iter(|| sample::generate(&b.model, &[sample::START_TOKEN], 200, false, |_| std::ops::ControlFlow::Continue(())))
             });

@@ -2,22 +2,63 @@
 //! AdamW, the loss read back as the trainer does), generation throughput, the analytic
 //! FLOPs of a step, and the machine's fp32 matmul rate through libtorch.
 
+use crate::device::DeviceKind;
 use crate::layers::Config;
-use crate::models::{Model, ModelKind};
+use crate::models::{Implementation, Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::Precision;
+use crate::presets::Preset;
 use crate::sample;
+use anyhow::Result;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// The two bench configurations of the benchmark issue.
-pub fn bench_config(name: &str, vocab_size: i64) -> Option<(Config, i64)> {
-    let (c, h, t, l, p, b) = match name {
-        "cpu" => (128, 4, 64, 4, 0.2, 32),
-        "blog" => (384, 6, 256, 6, 0.3, 64),
-        _ => return None,
+/// A bench configuration: a preset's model sizes and batch size (`cpu` or `blog`, as
+/// scripts/bench_pytorch.py reads them from the same src/presets.json).
+pub fn bench_config(preset: Preset, vocab_size: i64) -> (Config, i64) {
+    let v = preset.values();
+    let cfg = Config {
+        vocab_size,
+        n_embed: v.n_embed,
+        num_heads: v.num_heads,
+        block_size: v.block_size,
+        block_layers: v.block_layers,
+        dropout: v.dropout,
     };
-    Some((Config { vocab_size, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: p, fast: false }, b))
+    (cfg, v.batch_size)
+}
+
+/// `chargpt bench`: one CSV line per model (the format scripts/bench.py reads).
+pub fn print_steps(
+    models: &[ModelKind],
+    preset: Preset,
+    implementation: Implementation,
+    device: Device,
+    precision: Precision,
+    budget_s: f64,
+    generate_chars: usize,
+) -> Result<()> {
+    let (cfg, batch) = bench_config(preset, 84);
+    let threads = tch::get_num_threads();
+    println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision");
+    for &kind in models {
+        let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
+        b.precision = precision;
+        let times = b.time_steps(3, 5, budget_s);
+        let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
+        let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
+        let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
+        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{gen:.1},{threads},{device},{precision}");
+    }
+    Ok(())
+}
+
+/// `chargpt bench --matmul-peak`: the device's matmul rate at `precision`, as one CSV line.
+pub fn print_matmul_peak(device: Device, precision: Precision) {
+    let n = if device.is_cuda() { 8192 } else { 2048 };
+    let kind = if precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
+    let name = format!("{precision:?}").to_lowercase();
+    println!("matmul_gflops,{:.3},{},{name}", matmul_peak_gflops(device, n, kind), tch::get_num_threads());
 }
 
 fn sync(device: Device) {
@@ -36,14 +77,14 @@ pub struct StepBench {
 }
 
 impl StepBench {
-    pub fn new(kind: ModelKind, cfg: &Config, batch_size: i64, device: Device) -> Self {
+    pub fn new(kind: ModelKind, cfg: &Config, implementation: Implementation, batch_size: i64, device: Device) -> Result<Self> {
         tch::manual_seed(0);
-        let model = Model::new(kind, cfg, device).expect("bench configuration is valid");
+        let model = Model::with_implementation(kind, cfg, implementation, device)?;
         let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4));
         let shape = [batch_size, cfg.block_size];
         let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
         let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
-        StepBench { model, precision: Precision::Fp32, opt, x, y }
+        Ok(StepBench { model, precision: Precision::Fp32, opt, x, y })
     }
 
     /// One training step, as the trainer does it; returns the loss.

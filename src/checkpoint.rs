@@ -130,17 +130,9 @@ pub fn read_safetensors(path: &Path) -> Result<TensorsAndMetadata> {
     Ok((out, meta.metadata().clone().unwrap_or_default()))
 }
 
-/// Paths of one model's files inside a run folder.
-pub fn weights_path(dir: &Path, kind: ModelKind) -> PathBuf {
-    dir.join(format!("{kind}.safetensors"))
-}
-
+/// The JSON that describes a checkpoint's weights lies beside them, with the same stem.
 pub fn info_path(weights: &Path) -> PathBuf {
     weights.with_extension("json")
-}
-
-pub fn resume_path(dir: &Path, kind: ModelKind) -> PathBuf {
-    dir.join(format!("{kind}.resume.safetensors"))
 }
 
 /// Writes the model's state dict (exact PyTorch keys) and its JSON, both atomically.

@@ -4,10 +4,80 @@
 //! blog's LayerNorm and dropout as one-pass CPU kernels (`fused`, `csrc/fused.cpp`) with
 //! portable libtorch-op versions for CUDA. Its dropout draws its masks differently from
 //! PyTorch's, so it matches the reference exactly only at dropout 0.
+//!
+//! [`Fast`] builds each layer with the faithful constructor (same parameters, names, and
+//! initialisation draws) and wraps it.
 
-use crate::layers::Head;
+use crate::layers::{self, Config, FeedForwardKind, Head, Layers, Linear, Module, MultiHeadKind};
+use std::cell::OnceCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tch::nn::Path;
 use tch::{Kind, Tensor};
+
+/// The fast path's layers.
+pub struct Fast;
+
+impl Layers for Fast {
+    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module> {
+        let head = Head::new(p, i, o, block_size, None);
+        Box::new(MultiHead { heads: vec![head], proj: None, dropout: None, causal_bias: OnceCell::new() })
+    }
+    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module> {
+        let layers::MultiHead { heads, proj, dropout } = layers::MultiHead::new(p, cfg, kind);
+        Box::new(MultiHead { heads, proj, dropout, causal_bias: OnceCell::new() })
+    }
+    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module> {
+        Box::new(FeedForward(layers::FeedForward::new(p, cfg, kind)))
+    }
+    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module> {
+        Box::new(LayerNorm(layers::LayerNorm::new(p, d)))
+    }
+}
+
+/// The heads of a MultiHead (or V4's one head) computed together by [`attention`], then
+/// the projection and the dropout.
+struct MultiHead {
+    heads: Vec<Head>,
+    proj: Option<Linear>,
+    dropout: Option<f64>,
+    /// The causal mask as an additive bias, made once on the model's device.
+    causal_bias: OnceCell<Tensor>,
+}
+
+impl Module for MultiHead {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = attention(&self.heads, &self.causal_bias, x, train);
+        if let Some(proj) = &self.proj {
+            out = proj.forward(&out);
+        }
+        if let Some(p) = self.dropout {
+            out = dropout(&out, p, train);
+        }
+        out
+    }
+}
+
+/// FF1..FF3 with the fast dropout.
+struct FeedForward(layers::FeedForward);
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = self.0.forward_without_dropout(x);
+        match self.0.dropout {
+            Some(p) => dropout(&out, p, train),
+            None => out,
+        }
+    }
+}
+
+/// The blog's LayerNorm in one pass (see [`layer_norm`]).
+struct LayerNorm(layers::LayerNorm);
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor, _train: bool) -> Tensor {
+        layer_norm(x, &self.0.gamma, &self.0.beta, layers::LayerNorm::EPS)
+    }
+}
 
 /// The fast path for `heads` that all read the same input: one matmul for every head's
 /// query, key and value (the per-head weights are concatenated, so gradients still reach
@@ -19,7 +89,7 @@ use tch::{Kind, Tensor};
 /// where that kernel is slower than plain batched matmuls at these sizes (fwd+bwd of
 /// [32, 4, 64, 32]: 5.4 ms against 3.4-4.8 ms), the causal mask is added inside the
 /// scores' matmul (`baddbmm` of a 0/-inf bias) and the softmax and dropout follow.
-pub fn attention(heads: &[Head], x: &Tensor, train: bool) -> Tensor {
+fn attention(heads: &[Head], causal_bias: &OnceCell<Tensor>, x: &Tensor, train: bool) -> Tensor {
     let (b, t, c) = x.size3().expect("attention input is [B, T, C]");
     let h = heads.len() as i64;
     let head_size = heads[0].query.weight.size()[0];
@@ -39,7 +109,11 @@ pub fn attention(heads: &[Head], x: &Tensor, train: bool) -> Tensor {
         // backward stacks the three gradients in one pass.
         let qkv = qkv.permute([2, 0, 3, 1, 4]).reshape([3, b * h, t, head_size]).unbind(0);
         let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
-        let w = heads[0].causal_bias(t).baddbmm(q, &k.transpose(1, 2), 1.0, scale).softmax(-1, Kind::Float);
+        // `[T, T]`: 0 where a position may attend, -inf where `tril == 0`.
+        let tril = &heads[0].tril;
+        let bias =
+            causal_bias.get_or_init(|| tril.zeros_like().masked_fill(&tril.eq(0.0), f64::NEG_INFINITY)).narrow(0, 0, t).narrow(1, 0, t);
+        let w = bias.baddbmm(q, &k.transpose(1, 2), 1.0, scale).softmax(-1, Kind::Float);
         dropout(&w, p, train).bmm(v).view([b, h, t, head_size])
     };
     y.transpose(1, 2).reshape([b, t, h * head_size])
@@ -101,7 +175,6 @@ fn use_fused_kernels(x: &Tensor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::LayerNorm;
     use tch::nn::VarStore;
     use tch::Device;
 
@@ -113,7 +186,7 @@ mod tests {
         let mean = x.mean_dim(-1, true, Kind::Double);
         let centered = &x - mean;
         let std = (centered.square().sum_dim_intlist(-1, true, Kind::Double) / (d - 1.0)).sqrt();
-        gamma.to_kind(Kind::Double) * centered / (std + LayerNorm::EPS) + beta.to_kind(Kind::Double)
+        gamma.to_kind(Kind::Double) * centered / (std + layers::LayerNorm::EPS) + beta.to_kind(Kind::Double)
     }
 
     /// Rows with a small std (1e-3 .. 1e-2, where eps = 1e-6 is 1e-4 .. 1e-3 of the std) and
@@ -127,7 +200,7 @@ mod tests {
         let spread = Tensor::from_slice(&[1e-3f32, 2e-3, 5e-3, 1e-2, 1.0, 3.0]).view([6, 1, 1]);
         let x = Tensor::randn([6, 5, d], (Kind::Float, Device::Cpu)) * spread + 0.01;
         let vs = VarStore::new(Device::Cpu);
-        let faithful = LayerNorm::new(vs.root() / "ln", d, false);
+        let faithful = layers::LayerNorm::new(vs.root() / "ln", d);
         tch::no_grad(|| {
             faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
             faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
@@ -135,7 +208,7 @@ mod tests {
         let (gamma, beta) = (&faithful.gamma, &faithful.beta);
         let expected = layer_norm_f64(&x, gamma, beta);
         let scale = (&expected - beta.to_kind(Kind::Double)).abs().max().double_value(&[]);
-        let eps = LayerNorm::EPS;
+        let eps = layers::LayerNorm::EPS;
         for (name, y) in [
             ("faithful", faithful.forward(&x)),
             ("fused kernel", crate::fused::blog_layer_norm(&x, gamma, beta, eps)),

@@ -1,6 +1,8 @@
 //! The shared building blocks of docs/MODELS.md, with PyTorch's parameter names and
-//! PyTorch's initialisation, drawn in PyTorch's order (so the same seed gives the
-//! same weights as the reference).
+//! PyTorch's initialisation, drawn in PyTorch's order (so the same seed gives the same
+//! weights as the reference). This is the faithful implementation, op for op as
+//! `scripts/reference.py`. The other [`Layers`] implementation computes the same layers
+//! over the same parameters in fewer kernels.
 
 use tch::nn::Path;
 use tch::{Kind, Tensor};
@@ -20,16 +22,39 @@ pub struct Config {
     pub block_layers: i64,
     /// p (V10 only)
     pub dropout: f64,
-    /// Use the fast implementation (fused QKV, SDPA, fewer LayerNorm kernels). Not a
-    /// hyperparameter: same parameters, same function, so it is not saved with a model.
-    #[serde(skip)]
-    pub fast: bool,
 }
 
-impl Config {
-    /// The hyperparameters alone (what checkpoints and resume files compare).
-    pub fn same_model(&self, other: &Config) -> bool {
-        Config { fast: false, ..self.clone() } == Config { fast: false, ..other.clone() }
+/// A layer with a forward pass; `train` turns dropout on.
+pub trait Module {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor;
+}
+
+/// What builds a model's attention, feed-forward and LayerNorm layers: [`Faithful`] here,
+/// or the fused one of the other implementation. Either way the parameters are created by the constructors of
+/// this file, in the same order, with the same names, so the two build the same model.
+pub trait Layers {
+    /// One attention head as wide as `o` (V4).
+    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module>;
+    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module>;
+    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module>;
+    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module>;
+}
+
+/// The blog's layers as they are written in this file (the parity reference).
+pub struct Faithful;
+
+impl Layers for Faithful {
+    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module> {
+        Box::new(Head::new(p, i, o, block_size, None))
+    }
+    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module> {
+        Box::new(MultiHead::new(p, cfg, kind))
+    }
+    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module> {
+        Box::new(FeedForward::new(p, cfg, kind))
+    }
+    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module> {
+        Box::new(LayerNorm::new(p, d))
     }
 }
 
@@ -94,29 +119,31 @@ impl Embedding {
 pub struct LayerNorm {
     pub gamma: Tensor,
     pub beta: Tensor,
-    fast: bool,
 }
 
 impl LayerNorm {
     pub const EPS: f64 = 1e-6;
 
-    pub fn new(p: Path, d: i64, fast: bool) -> Self {
+    pub fn new(p: Path, d: i64) -> Self {
         let gamma = parameter(&p, "gamma", &[d], |t| {
             let _ = t.fill_(1.0);
         });
         let beta = parameter(&p, "beta", &[d], |t| {
             let _ = t.fill_(0.0);
         });
-        LayerNorm { gamma, beta, fast }
+        LayerNorm { gamma, beta }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if self.fast {
-            return crate::fast::layer_norm(x, &self.gamma, &self.beta, Self::EPS);
-        }
         let mean = x.mean_dim(-1, true, Kind::Float);
         let std = x.std_dim(-1, true, true);
         &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor, _train: bool) -> Tensor {
+        LayerNorm::forward(self, x)
     }
 }
 
@@ -134,11 +161,9 @@ pub struct Head {
     pub value: Linear,
     pub tril: Tensor,
     /// Dropout on the attention weights (only Block4's heads have it).
-    pub(crate) dropout: Option<f64>,
+    pub dropout: Option<f64>,
     /// `tril == 0`, computed on the first forward (on the model's final device), not every time.
     future: std::cell::OnceCell<Tensor>,
-    /// The same mask as an additive bias (0 where allowed, -inf in the future), for the fast path.
-    future_bias: std::cell::OnceCell<Tensor>,
 }
 
 impl Head {
@@ -147,10 +172,12 @@ impl Head {
         let query = Linear::new(&p / "query", i, o, false);
         let value = Linear::new(&p / "value", i, o, false);
         let tril = tril_buffer(&p, block_size);
-        Head { key, query, value, tril, dropout, future: Default::default(), future_bias: Default::default() }
+        Head { key, query, value, tril, dropout, future: Default::default() }
     }
+}
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+impl Module for Head {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let (_, t, c) = x.size3().expect("attention input is [B, T, C]");
         let k = self.key.forward(x);
         let q = self.query.forward(x);
@@ -162,12 +189,6 @@ impl Head {
             w = w.dropout(p, train);
         }
         w.matmul(&v)
-    }
-
-    /// `[T, T]`: 0 where a position may attend, -inf where `tril == 0`.
-    pub(crate) fn causal_bias(&self, t: i64) -> Tensor {
-        let bias = self.future_bias.get_or_init(|| self.tril.zeros_like().masked_fill(&self.tril.eq(0.0), f64::NEG_INFINITY));
-        bias.narrow(0, 0, t).narrow(1, 0, t)
     }
 }
 
@@ -187,8 +208,7 @@ pub enum MultiHeadKind {
 pub struct MultiHead {
     pub heads: Vec<Head>,
     pub proj: Option<Linear>,
-    dropout: Option<f64>,
-    fast: bool,
+    pub dropout: Option<f64>,
 }
 
 impl MultiHead {
@@ -198,21 +218,19 @@ impl MultiHead {
         let heads = (0..cfg.num_heads).map(|h| Head::new(&p / "heads" / h, cfg.n_embed, head_size, cfg.block_size, dropout)).collect();
         let width = head_size * cfg.num_heads;
         let proj = (kind != MultiHeadKind::NoProj).then(|| Linear::new(&p / "proj", width, width, true));
-        MultiHead { heads, proj, dropout, fast: cfg.fast }
+        MultiHead { heads, proj, dropout }
     }
+}
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = if self.fast {
-            crate::fast::attention(&self.heads, x, train)
-        } else {
-            let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
-            Tensor::cat(&outs, -1)
-        };
+impl Module for MultiHead {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
+        let mut out = Tensor::cat(&outs, -1);
         if let Some(proj) = &self.proj {
             out = proj.forward(&out);
         }
         if let Some(p) = self.dropout {
-            out = if self.fast { crate::fast::dropout(&out, p, train) } else { out.dropout(p, train) };
+            out = out.dropout(p, train);
         }
         out
     }
@@ -224,8 +242,7 @@ impl MultiHead {
 pub struct FeedForward {
     pub expand: Linear,
     pub contract: Option<Linear>,
-    dropout: Option<f64>,
-    fast: bool,
+    pub dropout: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,75 +257,88 @@ impl FeedForward {
         let c = cfg.n_embed;
         let seq = &p / "ff";
         if kind == FeedForwardKind::FF1 {
-            return FeedForward { expand: Linear::new(&seq / 0, c, c, true), contract: None, dropout: None, fast: cfg.fast };
+            return FeedForward { expand: Linear::new(&seq / 0, c, c, true), contract: None, dropout: None };
         }
         let expand = Linear::new(&seq / 0, c, 4 * c, true);
         let contract = Some(Linear::new(&seq / 2, 4 * c, c, true));
         let dropout = (kind == FeedForwardKind::FF3).then_some(cfg.dropout);
-        FeedForward { expand, contract, dropout, fast: cfg.fast }
+        FeedForward { expand, contract, dropout }
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = self.expand.forward(x).relu();
-        if let Some(contract) = &self.contract {
-            out = contract.forward(&out);
+    /// The layers without the dropout (FF3's dropout is the only part that the fused
+    /// implementation computes differently).
+    pub fn forward_without_dropout(&self, x: &Tensor) -> Tensor {
+        let out = self.expand.forward(x).relu();
+        match &self.contract {
+            Some(contract) => contract.forward(&out),
+            None => out,
         }
-        if let Some(p) = self.dropout {
-            out = if self.fast { crate::fast::dropout(&out, p, train) } else { out.dropout(p, train) };
-        }
-        out
     }
 }
 
-/// Block1..Block4 of docs/MODELS.md.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlockKind {
-    /// `ff(sa(x))`: no residual (V7).
-    Plain,
-    /// Residual connections and a projection (V8).
-    Residual,
-    /// Pre-LayerNorm residual block (V9).
-    PreNorm,
-    /// Pre-LayerNorm with dropout (V10).
-    PreNormDropout,
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let out = self.forward_without_dropout(x);
+        match self.dropout {
+            Some(p) => out.dropout(p, train),
+            None => out,
+        }
+    }
 }
 
-#[derive(Debug)]
-pub struct Block {
-    kind: BlockKind,
-    pub self_attention: MultiHead,
-    pub ff: FeedForward,
-    pub norm_self_attention: Option<LayerNorm>,
-    pub norm_ff: Option<LayerNorm>,
+/// Block1..Block4 of docs/MODELS.md: how attention and feed-forward are wired. Each
+/// builds `self_attention`, `ff`, then its LayerNorms, as PyTorch does.
+pub enum Block {
+    /// Block1 (V7): `ff(sa(x))`, no residual; attention without projection, FF1.
+    Plain { self_attention: Box<dyn Module>, ff: Box<dyn Module> },
+    /// Block2 (V8): `x + sa(x)`, then `x + ff(x)`; attention with projection, FF2.
+    Residual { self_attention: Box<dyn Module>, ff: Box<dyn Module> },
+    /// Block3 (V9) and Block4 (V10, with dropout): `x + sa(LN(x))`, then `x + ff(LN(x))`.
+    PreNorm { self_attention: Box<dyn Module>, ff: Box<dyn Module>, norm_self_attention: Box<dyn Module>, norm_ff: Box<dyn Module> },
 }
 
 impl Block {
-    pub fn new(p: Path, cfg: &Config, kind: BlockKind) -> Self {
-        let (mh, ff) = match kind {
-            BlockKind::Plain => (MultiHeadKind::NoProj, FeedForwardKind::FF1),
-            BlockKind::Residual | BlockKind::PreNorm => (MultiHeadKind::Proj, FeedForwardKind::FF2),
-            BlockKind::PreNormDropout => (MultiHeadKind::Dropout, FeedForwardKind::FF3),
-        };
-        let self_attention = MultiHead::new(&p / "self_attention", cfg, mh);
-        let ff = FeedForward::new(&p / "ff", cfg, ff);
-        let normed = matches!(kind, BlockKind::PreNorm | BlockKind::PreNormDropout);
-        let norm_self_attention = normed.then(|| LayerNorm::new(&p / "norm_self_attention", cfg.n_embed, cfg.fast));
-        let norm_ff = normed.then(|| LayerNorm::new(&p / "norm_ff", cfg.n_embed, cfg.fast));
-        Block { kind, self_attention, ff, norm_self_attention, norm_ff }
+    pub fn block1(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
+        let self_attention = layers.multi_head(&p / "self_attention", cfg, MultiHeadKind::NoProj);
+        let ff = layers.feed_forward(&p / "ff", cfg, FeedForwardKind::FF1);
+        Block::Plain { self_attention, ff }
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        match (self.kind, &self.norm_self_attention, &self.norm_ff) {
-            (BlockKind::Plain, _, _) => self.ff.forward(&self.self_attention.forward(x, train), train),
-            (BlockKind::Residual, _, _) => {
-                let x = x + self.self_attention.forward(x, train);
-                &x + self.ff.forward(&x, train)
+    pub fn block2(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
+        let self_attention = layers.multi_head(&p / "self_attention", cfg, MultiHeadKind::Proj);
+        let ff = layers.feed_forward(&p / "ff", cfg, FeedForwardKind::FF2);
+        Block::Residual { self_attention, ff }
+    }
+
+    pub fn block3(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
+        Self::pre_norm(p, cfg, layers, MultiHeadKind::Proj, FeedForwardKind::FF2)
+    }
+
+    pub fn block4(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
+        Self::pre_norm(p, cfg, layers, MultiHeadKind::Dropout, FeedForwardKind::FF3)
+    }
+
+    fn pre_norm(p: Path, cfg: &Config, layers: &dyn Layers, mh: MultiHeadKind, ff: FeedForwardKind) -> Self {
+        let self_attention = layers.multi_head(&p / "self_attention", cfg, mh);
+        let ff = layers.feed_forward(&p / "ff", cfg, ff);
+        let norm_self_attention = layers.layer_norm(&p / "norm_self_attention", cfg.n_embed);
+        let norm_ff = layers.layer_norm(&p / "norm_ff", cfg.n_embed);
+        Block::PreNorm { self_attention, ff, norm_self_attention, norm_ff }
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        match self {
+            Block::Plain { self_attention, ff } => ff.forward(&self_attention.forward(x, train), train),
+            Block::Residual { self_attention, ff } => {
+                let x = x + self_attention.forward(x, train);
+                &x + ff.forward(&x, train)
             }
-            (_, Some(ln_sa), Some(ln_ff)) => {
-                let x = x + self.self_attention.forward(&ln_sa.forward(x), train);
-                &x + self.ff.forward(&ln_ff.forward(&x), train)
+            Block::PreNorm { self_attention, ff, norm_self_attention, norm_ff } => {
+                let x = x + self_attention.forward(&norm_self_attention.forward(x, train), train);
+                &x + ff.forward(&norm_ff.forward(&x, train), train)
             }
-            _ => unreachable!("pre-norm blocks are built with both LayerNorms"),
         }
     }
 }
@@ -323,7 +353,7 @@ mod tests {
     fn layer_norm_matches_hand_computation() {
         let _rng = crate::rng_lock();
         let vs = VarStore::new(Device::Cpu);
-        let ln = LayerNorm::new(vs.root() / "ln", 4, false);
+        let ln = LayerNorm::new(vs.root() / "ln", 4);
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([1, 4]);
         // mean 3, unbiased var (4 + 1 + 0 + 9) / 3 = 14/3.
         let std = (14.0f64 / 3.0).sqrt();

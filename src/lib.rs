@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod fast;
 pub mod ffi;
 pub mod fused;
@@ -12,10 +13,14 @@ pub mod layers;
 pub mod memory;
 pub mod models;
 pub mod optim;
+pub mod panics;
 pub mod parity;
 pub mod plot;
+pub mod presets;
 pub mod progress;
+pub mod resume;
 pub mod rng;
+pub mod run_dir;
 pub mod sample;
 pub mod train;
 

@@ -1,17 +1,43 @@
-//! The ten models of the blog, V1 (a bigram table) to V10 (a small GPT).
-//! Each is built from the shared layers in PyTorch's build order; each `forward`
-//! reads like the docs/MODELS.md table row, so the step from one to the next is visible here.
+//! The ten models of the blog, V1 (a bigram table) to V10 (a small GPT). Each is built
+//! from the shared layers in PyTorch's build order, and its doc comment says exactly what
+//! it adds over its predecessor (the same words as `chargpt models` and the README table,
+//! which a test checks); each `forward` reads like the docs/MODELS.md table row.
 
-use crate::layers::{Block, BlockKind, Config, Embedding, FeedForward, FeedForwardKind, Head, LayerNorm, Linear, MultiHead, MultiHeadKind};
+use crate::layers::{Block, Config, Embedding, Faithful, FeedForwardKind, Layers, Linear, Module, MultiHeadKind};
 use anyhow::{bail, Result};
 use std::fmt;
 use std::str::FromStr;
 use tch::nn::{Path, VarStore};
 use tch::{Device, Kind, Tensor};
 
-/// What every model does: token indices `[B, T]` to logits `[B, T, V]`.
-pub trait LanguageModel {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor;
+/// How the layers are computed; the model and its parameters are the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Implementation {
+    /// The blog's computation, head by head, op for op as PyTorch: the parity reference.
+    #[default]
+    Faithful,
+    /// Fused QKV, heads as a dimension, one-pass LayerNorm and dropout kernels: the same
+    /// function, faster (dropout masks drawn differently).
+    Fast,
+}
+
+impl Implementation {
+    fn layers(self) -> &'static dyn Layers {
+        match self {
+            Implementation::Faithful => &Faithful,
+            Implementation::Fast => &crate::fast::Fast,
+        }
+    }
+}
+
+impl fmt::Display for Implementation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Implementation::Faithful => "faithful",
+            Implementation::Fast => "fast",
+        })
+    }
 }
 
 /// Token embedding plus learned position embedding: the input of V3..V10.
@@ -34,7 +60,7 @@ impl TokenAndPosition {
     }
 }
 
-/// V1: the embedding table *is* the logits (a bigram model).
+/// V1. Adds: a V x V embedding table that is the logits (a bigram model).
 pub struct V1 {
     embedding: Embedding,
 }
@@ -45,13 +71,13 @@ impl V1 {
     }
 }
 
-impl LanguageModel for V1 {
+impl Module for V1 {
     fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
         self.embedding.forward(idx)
     }
 }
 
-/// V2: a narrower embedding and a linear layer to the logits.
+/// V2. Adds: a narrower embedding (C wide) and a linear layer from it to the logits.
 pub struct V2 {
     embedding: Embedding,
     fc: Linear,
@@ -65,13 +91,13 @@ impl V2 {
     }
 }
 
-impl LanguageModel for V2 {
+impl Module for V2 {
     fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
         self.fc.forward(&self.embedding.forward(idx))
     }
 }
 
-/// V3: adds position embeddings.
+/// V3. Adds: learned position embeddings, added to the token embeddings.
 pub struct V3 {
     input: TokenAndPosition,
     fc: Linear,
@@ -85,153 +111,146 @@ impl V3 {
     }
 }
 
-impl LanguageModel for V3 {
+impl Module for V3 {
     fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
         self.fc.forward(&self.input.forward(idx))
     }
 }
 
-/// V4: adds one self-attention head as wide as the embedding.
+/// V4. Adds: one causal self-attention head as wide as the embedding (C).
 pub struct V4 {
     input: TokenAndPosition,
     fc: Linear,
-    self_attention: Head,
-    fast: bool,
+    self_attention: Box<dyn Module>,
 }
 
 impl V4 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
+    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = Head::new(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size, None);
-        V4 { input, fc, self_attention, fast: cfg.fast }
+        let self_attention = layers.head(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size);
+        V4 { input, fc, self_attention }
     }
 }
 
-impl LanguageModel for V4 {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
-        let x = self.input.forward(idx);
-        let attended = if self.fast {
-            crate::fast::attention(std::slice::from_ref(&self.self_attention), &x, train)
-        } else {
-            self.self_attention.forward(&x, train)
-        };
-        self.fc.forward(&attended)
-    }
-}
-
-/// V5: multi-head attention with a projection instead of one wide head.
-pub struct V5 {
-    input: TokenAndPosition,
-    fc: Linear,
-    self_attention: MultiHead,
-}
-
-impl V5 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
-        let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj);
-        V5 { input, fc, self_attention }
-    }
-}
-
-impl LanguageModel for V5 {
+impl Module for V4 {
     fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
         self.fc.forward(&self.self_attention.forward(&self.input.forward(idx), train))
     }
 }
 
-/// V6: adds a feed-forward layer after the attention.
+/// V5. Adds: H heads of width C/H instead of one wide head, and a projection after them.
+pub struct V5 {
+    input: TokenAndPosition,
+    fc: Linear,
+    self_attention: Box<dyn Module>,
+}
+
+impl V5 {
+    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
+        let input = TokenAndPosition::new(p, cfg);
+        let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
+        let self_attention = layers.multi_head(p / "self_attention", cfg, MultiHeadKind::Proj);
+        V5 { input, fc, self_attention }
+    }
+}
+
+impl Module for V5 {
+    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.fc.forward(&self.self_attention.forward(&self.input.forward(idx), train))
+    }
+}
+
+/// V6. Adds: a feed-forward layer (Linear + ReLU, C wide) after the attention.
 pub struct V6 {
     input: TokenAndPosition,
     fc: Linear,
-    self_attention: MultiHead,
-    ff: FeedForward,
+    self_attention: Box<dyn Module>,
+    ff: Box<dyn Module>,
 }
 
 impl V6 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
+    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj);
-        let ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1);
+        let self_attention = layers.multi_head(p / "self_attention", cfg, MultiHeadKind::Proj);
+        let ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
         V6 { input, fc, self_attention, ff }
     }
 }
 
-impl LanguageModel for V6 {
+impl Module for V6 {
     fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
         let x = self.self_attention.forward(&self.input.forward(idx), train);
         self.fc.forward(&self.ff.forward(&x, train))
     }
 }
 
-/// V7..V10 share this shape: `fc(final_norm(blocks(tok + pos)))`, plus the blog's
-/// unused top-level `ff` (it has parameters, so it is built, counted and optimised).
+/// V7..V10 share this shape: `fc(final_norm(blocks(tok + pos)))`, plus the blog's unused
+/// top-level `ff` (it has parameters, so it is built, counted and handed to the optimiser,
+/// which skips it: it never gets a gradient).
 pub struct BlockStack {
     input: TokenAndPosition,
     fc: Linear,
     blocks: Vec<Block>,
     /// V9's `blocks.3` LayerNorm or V10's `norm_blocks`.
-    final_norm: Option<LayerNorm>,
-    _unused_ff: FeedForward,
+    final_norm: Option<Box<dyn Module>>,
+    _unused_ff: Box<dyn Module>,
 }
 
-impl BlockStack {
-    /// `norm` says where the final LayerNorm lives: `None`, inside `blocks` (V9) or beside it (V10).
-    fn new(p: &Path, cfg: &Config, kind: BlockKind, n_blocks: i64, norm: FinalNorm) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
-        let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let blocks: Vec<Block> = (0..n_blocks).map(|b| Block::new(p / "blocks" / b, cfg, kind)).collect();
-        let final_norm = match norm {
-            FinalNorm::None => None,
-            FinalNorm::InsideBlocks => Some(LayerNorm::new(p / "blocks" / n_blocks, cfg.n_embed, cfg.fast)),
-            FinalNorm::AfterBlocks => Some(LayerNorm::new(p / "norm_blocks", cfg.n_embed, cfg.fast)),
-        };
-        let unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1);
-        BlockStack { input, fc, blocks, final_norm, _unused_ff: unused_ff }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum FinalNorm {
-    None,
-    InsideBlocks,
-    AfterBlocks,
-}
-
-impl LanguageModel for BlockStack {
+impl Module for BlockStack {
     fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
         let mut x = self.input.forward(idx);
         for block in &self.blocks {
             x = block.forward(&x, train);
         }
         if let Some(norm) = &self.final_norm {
-            x = norm.forward(&x);
+            x = norm.forward(&x, train);
         }
         self.fc.forward(&x)
     }
 }
 
-/// V7: three blocks of attention then feed-forward, no residuals (`L` is ignored).
-pub fn v7(p: &Path, cfg: &Config) -> BlockStack {
-    BlockStack::new(p, cfg, BlockKind::Plain, 3, FinalNorm::None)
+/// V7. Adds: three plain blocks (Block1: attention without the projection, then a
+/// feed-forward; no residuals, no LayerNorm) in place of V6's attention and feed-forward.
+pub fn v7(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+    let input = TokenAndPosition::new(p, cfg);
+    let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
+    let blocks = (0..3).map(|b| Block::block1(p / "blocks" / b, cfg, layers)).collect();
+    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    BlockStack { input, fc, blocks, final_norm: None, _unused_ff }
 }
 
-/// V8: adds residual connections, projections and the 4x wide feed-forward.
-pub fn v8(p: &Path, cfg: &Config) -> BlockStack {
-    BlockStack::new(p, cfg, BlockKind::Residual, 3, FinalNorm::None)
+/// V8. Adds: residual connections, the projection back, and a 4x wide feed-forward
+/// (Block2).
+pub fn v8(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+    let input = TokenAndPosition::new(p, cfg);
+    let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
+    let blocks = (0..3).map(|b| Block::block2(p / "blocks" / b, cfg, layers)).collect();
+    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    BlockStack { input, fc, blocks, final_norm: None, _unused_ff }
 }
 
-/// V9: adds pre-LayerNorms in each block and one after the blocks.
-pub fn v9(p: &Path, cfg: &Config) -> BlockStack {
-    BlockStack::new(p, cfg, BlockKind::PreNorm, 3, FinalNorm::InsideBlocks)
+/// V9. Adds: a LayerNorm before the attention and before the feed-forward in each block
+/// (Block3), and a final LayerNorm (kept inside `blocks`, as `blocks.3`).
+pub fn v9(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+    let input = TokenAndPosition::new(p, cfg);
+    let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
+    let blocks = (0..3).map(|b| Block::block3(p / "blocks" / b, cfg, layers)).collect();
+    let final_norm = Some(layers.layer_norm(p / "blocks" / 3, cfg.n_embed));
+    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    BlockStack { input, fc, blocks, final_norm, _unused_ff }
 }
 
-/// V10: `L` blocks with dropout, and the final LayerNorm as `norm_blocks`.
-pub fn v10(p: &Path, cfg: &Config) -> BlockStack {
-    BlockStack::new(p, cfg, BlockKind::PreNormDropout, cfg.block_layers, FinalNorm::AfterBlocks)
+/// V10. Adds: L blocks instead of 3, and dropout on attention weights, projection and
+/// feed-forward (Block4); the final LayerNorm becomes `norm_blocks`: the small GPT.
+pub fn v10(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+    let input = TokenAndPosition::new(p, cfg);
+    let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
+    let blocks = (0..cfg.block_layers).map(|b| Block::block4(p / "blocks" / b, cfg, layers)).collect();
+    let final_norm = Some(layers.layer_norm(p / "norm_blocks", cfg.n_embed));
+    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    BlockStack { input, fc, blocks, final_norm, _unused_ff }
 }
 
 /// The name of one of the ten models.
@@ -267,19 +286,26 @@ impl ModelKind {
         self as usize + 1
     }
 
-    /// One line on what the model adds over its predecessor.
+    /// What the model adds over its predecessor: the "Adds:" sentence of its doc comment
+    /// above (a test holds the two, and the README table, to the same words).
     pub fn adds(self) -> &'static str {
         match self {
-            ModelKind::V1 => "bigram: a V x V embedding table is the logits",
-            ModelKind::V2 => "narrower embedding (C) + linear layer to the logits",
-            ModelKind::V3 => "learned position embeddings",
-            ModelKind::V4 => "one causal self-attention head, C wide",
-            ModelKind::V5 => "H heads of width C/H + projection",
-            ModelKind::V6 => "a feed-forward layer (Linear + ReLU)",
-            ModelKind::V7 => "3 blocks of attention + feed-forward",
-            ModelKind::V8 => "residual connections, 4x feed-forward, projections",
-            ModelKind::V9 => "pre-LayerNorm in each block + a final LayerNorm",
-            ModelKind::V10 => "L blocks, dropout: the small GPT",
+            ModelKind::V1 => "a V x V embedding table that is the logits (a bigram model)",
+            ModelKind::V2 => "a narrower embedding (C wide) and a linear layer from it to the logits",
+            ModelKind::V3 => "learned position embeddings, added to the token embeddings",
+            ModelKind::V4 => "one causal self-attention head as wide as the embedding (C)",
+            ModelKind::V5 => "H heads of width C/H instead of one wide head, and a projection after them",
+            ModelKind::V6 => "a feed-forward layer (Linear + ReLU, C wide) after the attention",
+            ModelKind::V7 => {
+                "three plain blocks (Block1: attention without the projection, then a feed-forward; no residuals, no LayerNorm) in place of V6's attention and feed-forward"
+            }
+            ModelKind::V8 => "residual connections, the projection back, and a 4x wide feed-forward (Block2)",
+            ModelKind::V9 => {
+                "a LayerNorm before the attention and before the feed-forward in each block (Block3), and a final LayerNorm (kept inside `blocks`, as `blocks.3`)"
+            }
+            ModelKind::V10 => {
+                "L blocks instead of 3, and dropout on attention weights, projection and feed-forward (Block4); the final LayerNorm becomes `norm_blocks`: the small GPT"
+            }
         }
     }
 
@@ -312,6 +338,20 @@ impl FromStr for ModelKind {
     }
 }
 
+/// As its name, `"v1"` .. `"v10"` (run.json's `models`).
+impl serde::Serialize for ModelKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ModelKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Parses `v1,v4,v10` (or `all`) into model kinds, in the order given, without repeats.
 pub fn parse_model_list(list: &str) -> Result<Vec<ModelKind>> {
     if list.trim().eq_ignore_ascii_case("all") {
@@ -330,24 +370,29 @@ pub fn parse_model_list(list: &str) -> Result<Vec<ModelKind>> {
     Ok(out)
 }
 
-/// Checks the hyperparameters a model needs before anything is built.
+/// Checks the hyperparameters a model needs before anything is built. The one place
+/// sizes are validated; the messages name the flags that set them.
 pub fn validate(kind: ModelKind, cfg: &Config) -> Result<()> {
     for (name, value) in [
-        ("vocab size", cfg.vocab_size),
-        ("n_embed", cfg.n_embed),
-        ("num_heads", cfg.num_heads),
-        ("block_size", cfg.block_size),
-        ("block_layers", cfg.block_layers),
+        ("--vocab-size", cfg.vocab_size),
+        ("--n-embed", cfg.n_embed),
+        ("--num-heads", cfg.num_heads),
+        ("--block-size", cfg.block_size),
+        ("--block-layers", cfg.block_layers),
     ] {
         if value <= 0 {
-            bail!("{name} must be positive, got {value}");
+            bail!("{name} must be a positive integer, got {value}");
         }
     }
     if !(0.0..1.0).contains(&cfg.dropout) {
-        bail!("dropout must be in [0, 1), got {}", cfg.dropout);
+        bail!("--dropout must be in [0, 1), got {}", cfg.dropout);
     }
     if kind.has_multi_head() && cfg.n_embed % cfg.num_heads != 0 {
-        bail!("n_embed ({}) is not divisible by num_heads ({}); choose sizes with n_embed % num_heads == 0", cfg.n_embed, cfg.num_heads);
+        bail!(
+            "--n-embed ({}) is not divisible by --num-heads ({}); choose sizes with n_embed % num_heads == 0",
+            cfg.n_embed,
+            cfg.num_heads
+        );
     }
     Ok(())
 }
@@ -356,31 +401,38 @@ pub fn validate(kind: ModelKind, cfg: &Config) -> Result<()> {
 pub struct Model {
     pub kind: ModelKind,
     pub cfg: Config,
+    pub implementation: Implementation,
     pub vs: VarStore,
-    net: Box<dyn LanguageModel>,
+    net: Box<dyn Module>,
 }
 
 impl Model {
-    /// Builds the model on the CPU (drawing the initial weights as PyTorch would), then
-    /// moves it to `device`.
+    /// Builds the faithful model on the CPU (drawing the initial weights as PyTorch
+    /// would), then moves it to `device`.
     pub fn new(kind: ModelKind, cfg: &Config, device: Device) -> Result<Self> {
+        Self::with_implementation(kind, cfg, Implementation::Faithful, device)
+    }
+
+    /// As [`Model::new`], computed by `implementation` (same parameters either way).
+    pub fn with_implementation(kind: ModelKind, cfg: &Config, implementation: Implementation, device: Device) -> Result<Self> {
         validate(kind, cfg)?;
         let mut vs = VarStore::new(Device::Cpu);
         let p = vs.root();
-        let net: Box<dyn LanguageModel> = match kind {
+        let layers = implementation.layers();
+        let net: Box<dyn Module> = match kind {
             ModelKind::V1 => Box::new(V1::new(&p, cfg)),
             ModelKind::V2 => Box::new(V2::new(&p, cfg)),
             ModelKind::V3 => Box::new(V3::new(&p, cfg)),
-            ModelKind::V4 => Box::new(V4::new(&p, cfg)),
-            ModelKind::V5 => Box::new(V5::new(&p, cfg)),
-            ModelKind::V6 => Box::new(V6::new(&p, cfg)),
-            ModelKind::V7 => Box::new(v7(&p, cfg)),
-            ModelKind::V8 => Box::new(v8(&p, cfg)),
-            ModelKind::V9 => Box::new(v9(&p, cfg)),
-            ModelKind::V10 => Box::new(v10(&p, cfg)),
+            ModelKind::V4 => Box::new(V4::new(&p, cfg, layers)),
+            ModelKind::V5 => Box::new(V5::new(&p, cfg, layers)),
+            ModelKind::V6 => Box::new(V6::new(&p, cfg, layers)),
+            ModelKind::V7 => Box::new(v7(&p, cfg, layers)),
+            ModelKind::V8 => Box::new(v8(&p, cfg, layers)),
+            ModelKind::V9 => Box::new(v9(&p, cfg, layers)),
+            ModelKind::V10 => Box::new(v10(&p, cfg, layers)),
         };
         vs.set_device(device);
-        Ok(Model { kind, cfg: cfg.clone(), vs, net })
+        Ok(Model { kind, cfg: cfg.clone(), implementation, vs, net })
     }
 
     pub fn device(&self) -> Device {
@@ -452,7 +504,7 @@ mod tests {
     use super::*;
 
     pub fn config(v: i64, c: i64, h: i64, t: i64, l: i64) -> Config {
-        Config { vocab_size: v, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: 0.3, fast: false }
+        Config { vocab_size: v, n_embed: c, num_heads: h, block_size: t, block_layers: l, dropout: 0.3 }
     }
 
     #[test]
@@ -532,6 +584,22 @@ mod tests {
         assert!(v10.contains(&"norm_blocks.beta".to_string()));
         assert!(v10.contains(&"blocks.1.ff.ff.2.bias".to_string()));
         assert!(!v10.iter().any(|k| k.starts_with("blocks.2")));
+    }
+
+    /// One source for "what V_k adds": `adds()` is word for word the "Adds:" sentence of
+    /// each model's doc comment (the README table is checked against `adds()` in tests/cli.rs).
+    #[test]
+    fn each_model_documents_what_it_adds_in_the_words_of_adds() {
+        let src = include_str!("models.rs");
+        for kind in ModelKind::ALL {
+            let n = kind.number();
+            let item = if n <= 6 { format!("pub struct V{n} {{") } else { format!("pub fn v{n}(") };
+            let at = src.find(&item).unwrap_or_else(|| panic!("{item} not found"));
+            let mut doc: Vec<&str> = src[..at].lines().rev().take_while(|l| l.starts_with("///")).collect();
+            doc.reverse();
+            let doc = doc.iter().map(|l| l.trim_start_matches("///").trim()).collect::<Vec<_>>().join(" ");
+            assert_eq!(doc, format!("V{n}. Adds: {}.", kind.adds()), "{kind}");
+        }
     }
 
     #[test]

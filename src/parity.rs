@@ -4,7 +4,7 @@
 use crate::checkpoint::read_safetensors;
 use crate::data::Dataset;
 use crate::layers::Config;
-use crate::models::{Model, ModelKind};
+use crate::models::{Implementation, Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::train::{self, TrainJob, TrainOptions};
 use anyhow::{bail, Context, Result};
@@ -157,31 +157,18 @@ pub struct Report {
     pub run_checked: bool,
 }
 
-/// Which implementation a check runs, and the tolerance it is held to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Implementation {
-    /// The faithful layers: the manifest's tolerance (same ops in the same order as PyTorch).
-    Faithful,
-    /// `--impl fast`: the same function in other kernels, so other rounding: each tensor
-    /// within `FAST_REL` of its own scale.
-    Fast,
-}
-
-/// Relative per-tensor tolerance of the fast path against the reference.
+/// Relative per-tensor tolerance of the fast path against the reference: the same
+/// function in other kernels, so other rounding.
 pub const FAST_REL: f64 = 1e-4;
 
-impl Implementation {
-    fn tolerance(self, manifest: &Tolerance) -> Tolerance {
-        match self {
-            Implementation::Faithful => *manifest,
-            Implementation::Fast => {
-                Tolerance { rel: manifest.rel.max(FAST_REL), adam_end_to_end_rel: manifest.adam_end_to_end_rel.max(FAST_REL), ..*manifest }
-            }
+/// The tolerance `imp` is held to: the manifest's for the faithful path (the same ops in
+/// the same order as PyTorch), each tensor within [`FAST_REL`] of its scale for the fast one.
+fn tolerance(imp: Implementation, manifest: &Tolerance) -> Tolerance {
+    match imp {
+        Implementation::Faithful => *manifest,
+        Implementation::Fast => {
+            Tolerance { rel: manifest.rel.max(FAST_REL), adam_end_to_end_rel: manifest.adam_end_to_end_rel.max(FAST_REL), ..*manifest }
         }
-    }
-
-    fn config(self, cfg: &Config) -> Config {
-        Config { fast: self == Implementation::Fast, ..cfg.clone() }
     }
 }
 
@@ -194,9 +181,9 @@ pub fn check_forward_backward(
     imp: Implementation,
     report: &mut Report,
 ) -> Result<()> {
-    let tol = &imp.tolerance(&r.manifest.tolerance);
+    let tol = &tolerance(imp, &r.manifest.tolerance);
     let seeds = &r.manifest.seeds[&kind.to_string()];
-    let model = Model::new(kind, &imp.config(&r.manifest.config), device)?;
+    let model = Model::with_implementation(kind, &r.manifest.config, imp, device)?;
     model.load_state_dict(&Reference::group(t, "init"))?;
     let x = t["x"].to_device(device);
     let y = t["y"].to_device(device);
@@ -235,7 +222,7 @@ pub fn check_adamw(
 ) -> Result<()> {
     // From the reference's initial weights: three times zero_grad, `set_grads`, step.
     let three_steps = |set_grads: &dyn Fn(&Model, i64) -> Result<()>| -> Result<Vec<(String, Tensor)>> {
-        let model = Model::new(kind, &imp.config(&r.manifest.config), device)?;
+        let model = Model::with_implementation(kind, &r.manifest.config, imp, device)?;
         model.load_state_dict(&Reference::group(t, "init"))?;
         let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr));
         for i in 0..3 {
@@ -245,7 +232,7 @@ pub fn check_adamw(
         }
         Ok(model.state_dict())
     };
-    let tol = &imp.tolerance(&r.manifest.tolerance);
+    let tol = &tolerance(imp, &r.manifest.tolerance);
     let expected = Reference::group(t, "adam3");
 
     let on_reference_grads = three_steps(&|model, i| {
@@ -289,7 +276,7 @@ pub fn check_same_seed_run(
     let model = Model::new(kind, &m.config, Device::Cpu)?;
     report.init = compare_all(&format!("{kind} initial"), &model.state_dict(), &Reference::group(t, "init"), &m.tolerance)?;
     let opts = TrainOptions {
-        models: vec![kind.to_string()],
+        models: vec![kind],
         batch_size: m.batch_size,
         block_size: m.config.block_size,
         n_embed: m.config.n_embed,
@@ -302,8 +289,8 @@ pub fn check_same_seed_run(
         eval_steps: m.run.eval_steps,
         generate_chars: m.run.generate_chars,
         seed,
-        preset: "parity".into(),
-        implementation: if imp == Implementation::Fast { "fast".into() } else { "faithful".into() },
+        preset: None,
+        implementation: imp,
         ..TrainOptions::default()
     };
     let job = TrainJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };
@@ -336,4 +323,40 @@ pub fn check_model(r: &Reference, kind: ModelKind, device: Device, imp: Implemen
         check_same_seed_run(r, kind, &t, imp, &mut report)?;
     }
     Ok(report)
+}
+
+/// `chargpt parity`: every model checked on `device` with `imp`, one line of worst errors
+/// each ("-" where the check does not apply), or the first mismatch as the error.
+pub fn print_table(dir: &Path, device: Device, imp: Implementation) -> Result<()> {
+    let reference = Reference::open(dir)?;
+    let device_name = crate::device::DeviceKind::of(device);
+    println!(
+        "parity of the {imp} path against the PyTorch {} reference in {} on {device_name}",
+        reference.manifest.torch_version,
+        dir.display()
+    );
+    println!("model  init       logits     grads      adamw      run-loss   tokens");
+    for kind in ModelKind::ALL {
+        let r = check_model(&reference, kind, device, imp)?;
+        let run = |v: f64| if r.run_checked { format!("{v:.2e}") } else { "-".to_string() };
+        let grads = if r.grads_checked { format!("{:.2e}", r.grads) } else { "-".to_string() };
+        let tokens = if !r.run_checked {
+            "-"
+        } else if r.tokens_equal {
+            "identical"
+        } else {
+            "DIFFER"
+        };
+        println!(
+            "{:<6} {:<10} {:<10.2e} {:<10} {:<10.2e} {:<10} {tokens}",
+            kind.to_string(),
+            run(r.init),
+            r.logits,
+            grads,
+            r.adam,
+            run(r.run_losses)
+        );
+    }
+    println!("all ten models match the reference within the tolerances (\"-\": not comparable, see `chargpt parity --help`)");
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! and a bar per model of its final val loss.
 
 use crate::models::ModelKind;
-use crate::train::EvalRow;
+use crate::resume::EvalRow;
 use anyhow::{bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;

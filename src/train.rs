@@ -1,30 +1,35 @@
 //! The blog's trainer (docs/MODELS.md, "The trainer"), with what long runs need on top:
 //! a CSV row per evaluation, an atomic checkpoint at every evaluation that holds all it
-//! takes to continue (weights, AdamW moments, the generator state, the rows so far),
-//! resumption, Ctrl-C handling, and a stop on a non-finite loss.
+//! takes to continue (`crate::resume`), resumption, Ctrl-C handling, and a stop on a
+//! non-finite loss. [`run`] trains a run's models one after another; [`train_model`]
+//! trains one.
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::{Dataset, Split};
+use crate::device::DeviceKind;
 use crate::layers::Config;
-use crate::models::{Model, ModelKind};
-use crate::optim::{AdamW, AdamWConfig, ParamState};
+use crate::models::{Implementation, Model, ModelKind};
+use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::Precision;
+use crate::presets::Preset;
 use crate::progress::Progress;
+use crate::resume::{self, EvalRow, ResumeState};
 use crate::rng::CpuRngState;
+use crate::run_dir::RunDir;
 use crate::sample;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Everything a training run needs besides the data; saved as `run.json` for `--resume`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainOptions {
-    pub models: Vec<String>,
+    pub models: Vec<ModelKind>,
     pub batch_size: i64,
     pub block_size: i64,
     pub n_embed: i64,
@@ -38,11 +43,11 @@ pub struct TrainOptions {
     pub generate_chars: usize,
     pub seed: i64,
     pub data: PathBuf,
-    pub preset: String,
-    pub device: String,
-    /// "faithful" (the default, the parity reference) or "fast".
-    #[serde(default = "faithful")]
-    pub implementation: String,
+    /// The preset the values started from (None: set by hand, as the parity check does).
+    pub preset: Option<Preset>,
+    pub device: DeviceKind,
+    #[serde(default)]
+    pub implementation: Implementation,
     /// fp32 on the CPU; TF32 (default) or bf16 autocast on CUDA.
     #[serde(default = "fp32")]
     pub precision: Precision,
@@ -52,37 +57,35 @@ fn fp32() -> Precision {
     Precision::Fp32
 }
 
-impl Default for TrainOptions {
-    /// The blog's trainer (docs/MODELS.md, "The trainer") on the default corpus, all ten models.
-    fn default() -> Self {
+/// The default corpus (`make data`).
+pub const DEFAULT_DATA: &str = "data/shakespeare.txt";
+
+impl TrainOptions {
+    /// A preset's values, all ten models, seed 1337, the default corpus, the CPU.
+    pub fn from_preset(preset: Preset) -> Self {
+        let v = preset.values();
         TrainOptions {
-            models: crate::models::ModelKind::ALL.iter().map(|m| m.to_string()).collect(),
-            batch_size: 64,
-            block_size: 256,
-            n_embed: 384,
-            num_heads: 6,
-            block_layers: 6,
-            dropout: 0.3,
-            lr: 1e-3,
-            steps: 10_000,
-            eval_every: 1000,
-            eval_steps: 10,
-            generate_chars: 1000,
+            models: ModelKind::ALL.to_vec(),
+            batch_size: v.batch_size,
+            block_size: v.block_size,
+            n_embed: v.n_embed,
+            num_heads: v.num_heads,
+            block_layers: v.block_layers,
+            dropout: v.dropout,
+            lr: v.lr,
+            steps: v.steps,
+            eval_every: v.eval_every,
+            eval_steps: v.eval_steps,
+            generate_chars: v.generate_chars,
             seed: 1337,
-            data: PathBuf::from("data/shakespeare.txt"),
-            preset: "blog".into(),
-            device: "cpu".into(),
-            implementation: faithful(),
+            data: PathBuf::from(DEFAULT_DATA),
+            preset: Some(preset),
+            device: DeviceKind::Cpu,
+            implementation: Implementation::Faithful,
             precision: Precision::Fp32,
         }
     }
-}
 
-fn faithful() -> String {
-    "faithful".to_string()
-}
-
-impl TrainOptions {
     pub fn model_config(&self, vocab_size: i64) -> Config {
         Config {
             vocab_size,
@@ -91,18 +94,14 @@ impl TrainOptions {
             block_size: self.block_size,
             block_layers: self.block_layers,
             dropout: self.dropout,
-            fast: self.implementation == "fast",
         }
     }
 
-    /// Refuses sizes the trainer cannot use, before anything is written.
+    /// Refuses values the trainer cannot use, before anything is written: the trainer's
+    /// own here, the model sizes by `models::validate` (one wording for both).
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("--batch-size", self.batch_size),
-            ("--block-size", self.block_size),
-            ("--n-embed", self.n_embed),
-            ("--num-heads", self.num_heads),
-            ("--block-layers", self.block_layers),
             ("--steps", self.steps),
             ("--eval-every", self.eval_every),
             ("--eval-steps", self.eval_steps),
@@ -114,21 +113,21 @@ impl TrainOptions {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            bail!("--dropout must be in [0, 1), got {}", self.dropout);
+        if self.models.is_empty() {
+            bail!("no model to train: give e.g. --models v1,v4,v10 or all");
+        }
+        for &kind in &self.models {
+            crate::models::validate(kind, &self.model_config(1))?;
         }
         Ok(())
     }
 }
 
-/// One evaluation: the row of the per-model CSV.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EvalRow {
-    pub step: i64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub elapsed_s: f64,
-    pub tokens_per_s: f64,
+impl Default for TrainOptions {
+    /// The blog's trainer (docs/MODELS.md, "The trainer") on the default corpus, all ten models.
+    fn default() -> Self {
+        TrainOptions::from_preset(Preset::Blog)
+    }
 }
 
 /// One line of `summary.csv`.
@@ -142,31 +141,27 @@ pub struct Summary {
     pub tokens_per_s: f64,
 }
 
-/// Progress of one model, as the resume file stores it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct ResumeState {
-    model: String,
-    config: Config,
-    vocab: String,
-    /// Steps completed (the next step to run).
-    steps_done: i64,
-    rows: Vec<EvalRow>,
-    train_seconds: f64,
-    wall_seconds: f64,
-    adam_steps: HashMap<String, i64>,
+impl Summary {
+    pub const HEADER: [&'static str; 6] = ["model", "parameters", "final_train_loss", "final_val_loss", "mean_s_per_step", "tokens_per_s"];
 }
 
 /// Why training stopped early, for callers that must tell the cases apart.
 #[derive(Debug)]
 pub enum Stopped {
-    /// SIGINT/SIGTERM: a checkpoint was written at `step`.
-    Interrupted { model: ModelKind, step: i64 },
+    /// SIGINT/SIGTERM: a checkpoint was written after `step` steps; `run` resumes it.
+    Interrupted { model: ModelKind, step: i64, run: Option<PathBuf> },
 }
 
 impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stopped::Interrupted { model, step } => write!(f, "interrupted: {model} stopped after {step} steps, checkpoint written"),
+            Stopped::Interrupted { model, step, run } => {
+                write!(f, "interrupted: {model} stopped after {step} steps, checkpoint written")?;
+                if let Some(dir) = run {
+                    write!(f, "; resume with: chargpt train --resume {}", dir.display())?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -251,65 +246,6 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, 
     total / count as f64
 }
 
-/// The files of a run folder.
-pub struct RunDir {
-    pub path: PathBuf,
-}
-
-impl RunDir {
-    pub fn csv(&self, kind: ModelKind) -> PathBuf {
-        self.path.join(format!("{kind}.csv"))
-    }
-    pub fn sample(&self, kind: ModelKind) -> PathBuf {
-        self.path.join(format!("{kind}.sample.txt"))
-    }
-    pub fn summary(&self) -> PathBuf {
-        self.path.join("summary.csv")
-    }
-    pub fn options(&self) -> PathBuf {
-        self.path.join("run.json")
-    }
-    pub fn weights(&self, kind: ModelKind) -> PathBuf {
-        checkpoint::weights_path(&self.path, kind)
-    }
-
-    /// Removes the files an earlier run wrote here (for `--force`); other files stay.
-    pub fn clear(&self) -> Result<()> {
-        let mut names = vec!["summary.csv".to_string(), "run.json".into(), "loss.png".into(), "loss.svg".into()];
-        for kind in ModelKind::ALL {
-            for ext in ["csv", "sample.txt", "safetensors", "json", "resume.safetensors", "summary.json"] {
-                names.push(format!("{kind}.{ext}"));
-            }
-        }
-        for name in names {
-            let path = self.path.join(name);
-            if path.exists() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            }
-        }
-        Ok(())
-    }
-
-    pub fn write_rows(&self, kind: ModelKind, rows: &[EvalRow]) -> Result<()> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for row in rows {
-            w.serialize(row)?;
-        }
-        if rows.is_empty() {
-            w.write_record(["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s"])?;
-        }
-        checkpoint::write_atomic(&self.csv(kind), &w.into_inner()?)
-    }
-
-    pub fn write_summary(&self, rows: &[Summary]) -> Result<()> {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        for row in rows {
-            w.serialize(row)?;
-        }
-        checkpoint::write_atomic(&self.summary(), &w.into_inner()?)
-    }
-}
-
 /// What the caller of [`train_model`] gets back.
 pub struct Trained {
     pub model: Model,
@@ -333,232 +269,247 @@ pub struct TrainJob<'a> {
     pub verbose: bool,
 }
 
-fn resume_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u8>> {
-    let mut tensors: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
-    for (name, st) in &opt.state {
-        tensors.push((format!("exp_avg/{name}"), st.exp_avg.shallow_clone()));
-        tensors.push((format!("exp_avg_sq/{name}"), st.exp_avg_sq.shallow_clone()));
-    }
-    tensors.push(("rng/cpu".to_string(), CpuRngState::try_save()?.to_tensor()));
-    let meta = HashMap::from([("chargpt_resume".to_string(), serde_json::to_string(state)?)]);
-    checkpoint::to_safetensors_bytes(&tensors, Some(meta))
+/// One model in training: the model, its optimiser, its progress, and where it saves.
+struct Trainer<'a> {
+    job: &'a TrainJob<'a>,
+    model: Model,
+    opt: AdamW,
+    state: ResumeState,
+    progress: Progress,
+    session_start: Instant,
+    wall_before: f64,
+    /// (steps done, training seconds) at the last evaluation, for its tokens/s.
+    last_eval: (i64, f64),
+    losses: Vec<f64>,
 }
 
-/// Restores model, optimiser and generator from a resume file; returns its state.
-fn load_resume(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<ResumeState> {
-    let (tensors, meta) = checkpoint::read_safetensors(path)?;
-    let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
-    if state.vocab != vocab {
-        bail!(
-            "the training text has changed since this run started: its vocabulary ({} characters) is not the run's ({} characters); resume with the original text",
-            vocab.chars().count(),
-            state.vocab.chars().count()
-        );
-    }
-    if state.model != model.kind.to_string() || !state.config.same_model(&model.cfg) {
-        bail!("{} holds a {} with another configuration than this run's {}", path.display(), state.model, model.kind);
-    }
-    let mut by_prefix: HashMap<String, Vec<(String, Tensor)>> = HashMap::new();
-    let mut rng = None;
-    for (name, t) in tensors {
-        match name.split_once('/') {
-            Some(("rng", _)) => rng = Some(t),
-            Some((prefix @ ("model" | "exp_avg" | "exp_avg_sq"), rest)) => {
-                by_prefix.entry(prefix.to_string()).or_default().push((rest.to_string(), t))
-            }
-            _ => bail!("{}: unexpected tensor {name}", path.display()),
+impl<'a> Trainer<'a> {
+    /// The model from `manual_seed(seed)`, or continued from its resume file.
+    fn new(job: &'a TrainJob<'a>) -> Result<Self> {
+        let TrainJob { kind, opts, data, device, run, .. } = *job;
+        opts.precision.apply(device)?;
+        tch::manual_seed(opts.seed);
+        let model = Model::with_implementation(kind, &opts.model_config(data.vocab.len() as i64), opts.implementation, device)?;
+        if job.verbose {
+            println!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
         }
-    }
-    model.load_state_dict(by_prefix.get("model").map(Vec::as_slice).unwrap_or_default())?;
-    let avg: HashMap<String, Tensor> = by_prefix.remove("exp_avg").unwrap_or_default().into_iter().collect();
-    let sq: HashMap<String, Tensor> = by_prefix.remove("exp_avg_sq").unwrap_or_default().into_iter().collect();
-    let device = model.device();
-    for (name, step) in &state.adam_steps {
-        let (Some(m), Some(v)) = (avg.get(name), sq.get(name)) else { bail!("{}: optimizer state for {name} is missing", path.display()) };
-        opt.state.insert(
-            name.clone(),
-            ParamState {
-                step: *step,
-                exp_avg: m.to_kind(Kind::Float).to_device(device),
-                exp_avg_sq: v.to_kind(Kind::Float).to_device(device),
-            },
-        );
-    }
-    CpuRngState::from_tensor(&rng.context("no generator state in resume file")?)?.try_restore()?;
-    Ok(state)
-}
-
-/// Trains one model from `manual_seed(seed)` (or from its resume file), as the blog does.
-pub fn train_model(job: &TrainJob) -> Result<Trained> {
-    let TrainJob { kind, opts, data, device, run, .. } = *job;
-    let cfg = opts.model_config(data.vocab.len() as i64);
-    let label = kind.to_string();
-    opts.precision.apply(device)?;
-    tch::manual_seed(opts.seed);
-    let model = Model::new(kind, &cfg, device)?;
-    if job.verbose {
-        println!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
-    }
-    let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
-    let mut state = ResumeState {
-        model: label.clone(),
-        config: cfg.clone(),
-        vocab: data.vocab.as_string(),
-        steps_done: 0,
-        rows: Vec::new(),
-        train_seconds: 0.0,
-        wall_seconds: 0.0,
-        adam_steps: HashMap::new(),
-    };
-    if let Some(run) = run {
-        let path = checkpoint::resume_path(&run.path, kind);
-        if path.exists() {
-            state = load_resume(&path, &model, &mut opt, &data.vocab.as_string())
+        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
+        let mut state = ResumeState::new(&model, data.vocab.as_string());
+        if let Some(path) = run.map(|r| r.resume(kind)).filter(|p| p.exists()) {
+            state = resume::load(&path, &model, &mut opt, &data.vocab.as_string())
                 .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
                 println!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
             }
         }
+        let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
+        let (wall_before, last_eval) = (state.wall_seconds, (state.steps_done, state.train_seconds));
+        Ok(Trainer { job, model, opt, state, progress, session_start: Instant::now(), wall_before, last_eval, losses: Vec::new() })
     }
-    let info = |steps_done: i64, finished: bool| ModelInfo {
-        model: label.clone(),
-        config: cfg.clone(),
-        vocab: data.vocab.as_string(),
-        steps_done,
-        finished,
-        chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let save = |state: &ResumeState, opt: &AdamW| -> Result<()> {
-        let Some(run) = run else { return Ok(()) };
-        let mut state = state.clone();
-        state.adam_steps = opt.state.iter().map(|(n, s)| (n.clone(), s.step)).collect();
-        checkpoint::write_atomic(&checkpoint::resume_path(&run.path, kind), &resume_bytes(&model, opt, &state)?)?;
-        checkpoint::save_model(&run.weights(kind), &model, &info(state.steps_done, false))?;
-        run.write_rows(kind, &state.rows)
-    };
 
-    let tokens_per_step = (opts.batch_size * opts.block_size) as f64;
-    let mut progress = Progress::new(&label, opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
-    let session_start = Instant::now();
-    let wall_before = state.wall_seconds;
-    let mut losses = Vec::new();
-    // Test hook: behave as if Ctrl-C came once this many steps are done.
-    let stop_at: Option<i64> = std::env::var("CHARGPT_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok());
-    let stopped = || job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
-    let interrupted = |state: &mut ResumeState, opt: &AdamW, progress: &mut Progress| -> Result<Trained> {
-        state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
-        save(state, opt)?;
-        progress.finish();
-        Err(Stopped::Interrupted { model: kind, step: state.steps_done }.into())
-    };
-    // One evaluation after step `s`, with its row and checkpoint. Interrupted half-way, it
-    // puts the generator back where the evaluation began, so that the checkpoint (which
-    // then lacks this row) resumes into the very same evaluation.
-    let mut last_eval = (state.steps_done, state.train_seconds);
-    let mut evaluate = |s: i64, state: &mut ResumeState, opt: &AdamW, progress: &mut Progress| -> Result<bool> {
+    fn stop_requested(&self) -> bool {
+        self.job.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+    }
+
+    fn wall_seconds(&self) -> f64 {
+        self.wall_before + self.session_start.elapsed().as_secs_f64()
+    }
+
+    /// The model's JSON: what it is and how far it got.
+    fn info(&self, finished: bool) -> ModelInfo {
+        ModelInfo {
+            model: self.job.kind.to_string(),
+            config: self.model.cfg.clone(),
+            vocab: self.job.data.vocab.as_string(),
+            steps_done: self.state.steps_done,
+            finished,
+            chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Resume file, weights and CSV, each written atomically (in-memory runs: nothing).
+    fn save(&mut self) -> Result<()> {
+        self.state.wall_seconds = self.wall_seconds();
+        let Some(run) = self.job.run else { return Ok(()) };
+        let kind = self.job.kind;
+        checkpoint::write_atomic(&run.resume(kind), &resume::to_bytes(&self.model, &self.opt, &self.state)?)?;
+        checkpoint::save_model(&run.weights(kind), &self.model, &self.info(false))?;
+        run.write_rows(kind, &self.state.rows, &EvalRow::HEADER)
+    }
+
+    /// The error that reports a stop; the checkpoint on disk is the one to resume from.
+    fn stopped(&mut self) -> anyhow::Error {
+        self.progress.finish();
+        Stopped::Interrupted { model: self.job.kind, step: self.state.steps_done, run: self.job.run.map(|r| r.path.clone()) }.into()
+    }
+
+    /// Checkpoints, then reports the stop.
+    fn checkpoint_and_stop(&mut self) -> anyhow::Error {
+        match self.save() {
+            Ok(()) => self.stopped(),
+            Err(e) => e,
+        }
+    }
+
+    /// One training step (step `s`, counted from 0), as the blog's loop does it.
+    fn step(&mut self, s: i64) -> Result<()> {
+        let TrainJob { kind, opts, data, device, .. } = *self.job;
+        let t0 = Instant::now();
+        let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
+        let loss = opts.precision.forward(|| self.model.loss(&x, &y, true));
+        self.opt.zero_grad()?;
+        loss.backward();
+        self.opt.step()?;
+        let loss = loss.double_value(&[]);
+        self.state.train_seconds += t0.elapsed().as_secs_f64();
+        if !loss.is_finite() {
+            self.progress.finish();
+            let last =
+                self.state.rows.last().map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
+            bail!("{kind}: the training loss became {loss} at step {s}; {last}. Try a smaller --lr");
+        }
+        self.losses.push(loss);
+        self.state.steps_done = s + 1;
+        self.progress.update(self.state.steps_done as u64, Some(loss));
+        Ok(())
+    }
+
+    /// The evaluation after step `s`, its row and its checkpoint; false when stopped
+    /// half-way, with the generator put back where the evaluation began, so that the
+    /// checkpoint (which then lacks this row) resumes into the very same evaluation.
+    fn evaluate(&mut self, s: i64) -> Result<bool> {
+        let TrainJob { kind, opts, data, .. } = *self.job;
         let before = CpuRngState::try_save()?;
-        test_hook_stop_during("eval", job.stop.as_deref());
-        let stop_flag = job.stop.as_deref();
-        let Some((train_loss, val_loss)) = estimate_loss_unless_stopped(&model, data, opts.batch_size, opts.eval_steps, stop_flag) else {
+        test_hook_stop_during("eval", self.job.stop.as_deref());
+        let stop = self.job.stop.as_deref();
+        let Some((train_loss, val_loss)) = estimate_loss_unless_stopped(&self.model, data, opts.batch_size, opts.eval_steps, stop) else {
             before.try_restore()?;
             return Ok(false);
         };
-        let tokens_per_s = tokens_per_step * (state.steps_done - last_eval.0) as f64 / (state.train_seconds - last_eval.1).max(1e-9);
-        last_eval = (state.steps_done, state.train_seconds);
-        let elapsed_s = wall_before + session_start.elapsed().as_secs_f64();
-        state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s });
-        progress.set_eval(train_loss, val_loss);
-        if job.verbose {
-            progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
+        let tokens = (opts.batch_size * opts.block_size) as f64 * (self.state.steps_done - self.last_eval.0) as f64;
+        let tokens_per_s = tokens / (self.state.train_seconds - self.last_eval.1).max(1e-9);
+        self.last_eval = (self.state.steps_done, self.state.train_seconds);
+        let elapsed_s = self.wall_seconds();
+        self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s });
+        self.progress.set_eval(train_loss, val_loss);
+        if self.job.verbose {
+            self.progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
         }
-        state.wall_seconds = elapsed_s;
-        save(state, opt)?;
+        self.save()?;
         Ok(true)
-    };
-    // A checkpoint taken during an evaluation holds the steps before it: evaluate first.
-    let first_step = state.steps_done;
-    if first_step > 0
-        && evaluates_after(first_step - 1, opts.eval_every)
-        && state.rows.last().is_none_or(|r| r.step != first_step - 1)
-        && !evaluate(first_step - 1, &mut state, &opt, &mut progress)?
-    {
-        return interrupted(&mut state, &opt, &mut progress);
-    }
-    for s in first_step..opts.steps {
-        let hook = job.stop.is_some() && stop_at == Some(s) && s > first_step;
-        if hook || stopped() {
-            return interrupted(&mut state, &opt, &mut progress);
-        }
-        let t0 = Instant::now();
-        let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
-        let loss = opts.precision.forward(|| model.loss(&x, &y, true));
-        opt.zero_grad()?;
-        loss.backward();
-        opt.step()?;
-        let loss = loss.double_value(&[]);
-        state.train_seconds += t0.elapsed().as_secs_f64();
-        if !loss.is_finite() {
-            progress.finish();
-            let last =
-                state.rows.last().map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
-            bail!("{kind}: the training loss became {loss} at step {s}; {last}. Try a smaller --lr");
-        }
-        losses.push(loss);
-        state.steps_done = s + 1;
-        progress.update(state.steps_done as u64, Some(loss));
-        if evaluates_after(s, opts.eval_every) && !evaluate(s, &mut state, &opt, &mut progress)? {
-            return interrupted(&mut state, &opt, &mut progress);
-        }
-    }
-    progress.finish();
-    // The state after the last step (generator included), unless the last evaluation just
-    // saved it: what an interrupted sampling resumes from, and what `--steps` extends.
-    if state.rows.last().is_none_or(|r| r.step + 1 != state.steps_done) {
-        state.wall_seconds = wall_before + session_start.elapsed().as_secs_f64();
-        save(&state, &opt)?;
     }
 
-    // The blog starts from token 1; a one-character vocabulary only has token 0.
-    let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
-    let mut bar = Progress::new(&label, opts.generate_chars as u64, 0, "chars", job.verbose);
-    let mut produced = 0u64;
-    let tokens = sample::generate(&model, &start, opts.generate_chars, false, |_| {
-        test_hook_stop_during("sample", job.stop.as_deref());
-        produced += 1;
-        bar.update(produced, None);
-        if stopped() {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
+    /// A checkpoint taken during an evaluation holds the steps before it: evaluate first.
+    fn pending_evaluation(&mut self) -> Result<bool> {
+        let done = self.state.steps_done;
+        let evaluated = self.state.rows.last().is_some_and(|r| r.step == done - 1);
+        if done > 0 && evaluates_after(done - 1, self.job.opts.eval_every) && !evaluated {
+            return self.evaluate(done - 1);
         }
-    });
-    bar.finish();
-    if tokens.len() < opts.generate_chars + 1 {
+        Ok(true)
+    }
+
+    /// The sample after training, from token 1 (None when stopped while sampling).
+    fn sample(&mut self) -> Option<String> {
+        let TrainJob { kind, opts, data, .. } = *self.job;
+        // The blog starts from token 1; a one-character vocabulary only has token 0.
+        let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
+        let mut bar = Progress::new(&format!("{kind} sample"), opts.generate_chars as u64, 0, "chars", self.job.verbose);
+        let mut produced = 0u64;
+        let stop = self.job.stop.clone();
+        let tokens = sample::generate(&self.model, &start, opts.generate_chars, false, |_| {
+            test_hook_stop_during("sample", stop.as_deref());
+            produced += 1;
+            bar.update(produced, None);
+            match stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                true => ControlFlow::Break(()),
+                false => ControlFlow::Continue(()),
+            }
+        });
+        bar.finish();
+        (tokens.len() == opts.generate_chars + 1).then(|| data.vocab.decode(&tokens[1..]))
+    }
+
+    /// Writes the finished model's sample, CSV, weights and summary.
+    fn finish(mut self, text: String) -> Result<Trained> {
+        let TrainJob { kind, opts, run, .. } = *self.job;
+        if self.job.verbose {
+            println!("--- {kind} sample ---\n{text}\n---");
+        }
+        let last = self.state.rows.last();
+        let tokens_per_step = (opts.batch_size * opts.block_size) as f64;
+        let summary = Summary {
+            model: kind.to_string(),
+            parameters: self.model.num_parameters(),
+            final_train_loss: last.map_or(f64::NAN, |r| r.train_loss),
+            final_val_loss: last.map_or(f64::NAN, |r| r.val_loss),
+            mean_s_per_step: self.state.train_seconds / opts.steps as f64,
+            tokens_per_s: tokens_per_step * opts.steps as f64 / self.state.train_seconds.max(1e-9),
+        };
+        if let Some(run) = run {
+            checkpoint::write_atomic(&run.sample(kind), text.as_bytes())?;
+            run.write_rows(kind, &self.state.rows, &EvalRow::HEADER)?;
+            self.state.steps_done = opts.steps;
+            checkpoint::save_model(&run.weights(kind), &self.model, &self.info(true))?;
+            checkpoint::write_atomic(&run.model_summary(kind), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+            // The resume file stays: `train --resume DIR --steps N` extends a finished model from it.
+        }
+        Ok(Trained { model: self.model, summary, rows: self.state.rows, sample: text, losses: self.losses })
+    }
+}
+
+/// Trains one model from `manual_seed(seed)` (or from its resume file), as the blog does,
+/// then samples from it.
+pub fn train_model(job: &TrainJob) -> Result<Trained> {
+    let mut t = Trainer::new(job)?;
+    if !t.pending_evaluation()? {
+        return Err(t.checkpoint_and_stop());
+    }
+    // Test hook: behave as if Ctrl-C came once this many steps are done.
+    let stop_at: Option<i64> = std::env::var("CHARGPT_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok());
+    let first_step = t.state.steps_done;
+    for s in first_step..job.opts.steps {
+        let hook = job.stop.is_some() && stop_at == Some(s) && s > first_step;
+        if hook || t.stop_requested() {
+            return Err(t.checkpoint_and_stop());
+        }
+        t.step(s)?;
+        if evaluates_after(s, job.opts.eval_every) && !t.evaluate(s)? {
+            return Err(t.checkpoint_and_stop());
+        }
+    }
+    t.progress.finish();
+    // The state after the last step (generator included), unless the last evaluation just
+    // saved it: what an interrupted sampling resumes from, and what `--steps` extends.
+    if t.state.rows.last().is_none_or(|r| r.step + 1 != t.state.steps_done) {
+        t.save()?;
+    }
+    match t.sample() {
+        Some(text) => t.finish(text),
         // Stopped while sampling: the checkpoint above resumes into the same sample.
-        return Err(Stopped::Interrupted { model: kind, step: state.steps_done }.into());
+        None => Err(t.stopped()),
     }
-    let text = data.vocab.decode(&tokens[1..]);
-    if job.verbose {
-        println!("--- {kind} sample ---\n{text}\n---");
+}
+
+/// Trains `opts.models` one after another into `run` (the library side of `chargpt
+/// train`): finished models are skipped, an unfinished one resumes, `summary.csv` is
+/// rewritten after each. A panic (a libtorch failure) becomes an error naming the model.
+pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<Summary>> {
+    let mut summaries = Vec::new();
+    for &kind in &opts.models {
+        if let Some(done) = finished_summary(run, kind, opts.steps) {
+            println!("{kind}: already finished in {}, skipped", run.path.display());
+            summaries.push(done);
+            continue;
+        }
+        let job = TrainJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };
+        let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_model(&job)))
+            .unwrap_or_else(|payload| Err(anyhow::Error::new(crate::panics::to_error(payload)).context(kind)))?;
+        summaries.push(trained.summary);
+        run.write_summary(&summaries, &Summary::HEADER)?;
     }
-    let last = state.rows.last();
-    let summary = Summary {
-        model: label.clone(),
-        parameters: model.num_parameters(),
-        final_train_loss: last.map_or(f64::NAN, |r| r.train_loss),
-        final_val_loss: last.map_or(f64::NAN, |r| r.val_loss),
-        mean_s_per_step: state.train_seconds / opts.steps as f64,
-        tokens_per_s: tokens_per_step * opts.steps as f64 / state.train_seconds.max(1e-9),
-    };
-    if let Some(run) = run {
-        checkpoint::write_atomic(&run.sample(kind), text.as_bytes())?;
-        run.write_rows(kind, &state.rows)?;
-        checkpoint::save_model(&run.weights(kind), &model, &info(opts.steps, true))?;
-        let summary_json = run.path.join(format!("{kind}.summary.json"));
-        checkpoint::write_atomic(&summary_json, serde_json::to_string_pretty(&summary)?.as_bytes())?;
-        // The resume file stays: `train --resume DIR --steps N` extends a finished model from it.
-    }
-    Ok(Trained { model, summary, rows: state.rows, sample: text, losses })
+    run.write_summary(&summaries, &Summary::HEADER)?;
+    Ok(summaries)
 }
 
 /// Test hook: CHARGPT_STOP_DURING=eval (or sample) acts as a Ctrl-C arriving during the
@@ -576,11 +527,9 @@ fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
 pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
     // The JSON alone decides, so that a run folder packed without its weights (the GPU
     // checks bring runs back that way) still skips its finished models.
-    let text = std::fs::read_to_string(checkpoint::info_path(&run.weights(kind))).ok()?;
-    let info: ModelInfo = serde_json::from_str(&text).ok()?;
+    let info: ModelInfo = serde_json::from_str(&std::fs::read_to_string(run.info(kind)).ok()?).ok()?;
     if !info.finished || info.steps_done < steps {
         return None;
     }
-    let text = std::fs::read_to_string(run.path.join(format!("{kind}.summary.json"))).ok()?;
-    serde_json::from_str(&text).ok()
+    serde_json::from_str(&std::fs::read_to_string(run.model_summary(kind)).ok()?).ok()
 }

@@ -7,8 +7,9 @@
 mod common;
 
 use chargpt::data::Dataset;
-use chargpt::layers::{Config, FeedForward, FeedForwardKind, MultiHead, MultiHeadKind};
-use chargpt::models::{Model, ModelKind};
+use chargpt::fast::Fast;
+use chargpt::layers::{Config, Faithful, FeedForwardKind, Layers, MultiHeadKind};
+use chargpt::models::{Implementation, Model, ModelKind};
 use chargpt::parity::{compare, Tolerance};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
 use std::sync::Mutex;
@@ -17,8 +18,16 @@ use tch::{Device, Kind, Tensor};
 
 static RNG: Mutex<()> = Mutex::new(());
 
-fn config(fast: bool) -> Config {
-    Config { vocab_size: 30, n_embed: 32, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0, fast }
+fn config() -> Config {
+    Config { vocab_size: 30, n_embed: 32, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 }
+}
+
+fn layers(fast: bool) -> &'static dyn Layers {
+    if fast {
+        &Fast
+    } else {
+        &Faithful
+    }
 }
 
 /// Per-tensor: `max|fast - faithful| <= 1e-4 * max|faithful| + 1e-9`. Gradients of the
@@ -31,9 +40,9 @@ fn agree_on_every_model(portable: bool) {
     chargpt::fast::set_portable_kernels(portable);
     for kind in ModelKind::ALL {
         tch::manual_seed(11);
-        let faithful = Model::new(kind, &config(false), Device::Cpu).unwrap();
+        let faithful = Model::new(kind, &config(), Device::Cpu).unwrap();
         tch::manual_seed(11);
-        let fast = Model::new(kind, &config(true), Device::Cpu).unwrap();
+        let fast = Model::with_implementation(kind, &config(), Implementation::Fast, Device::Cpu).unwrap();
         let keys = |m: &Model| m.state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(keys(&faithful), keys(&fast), "{kind}: same checkpoint keys");
         let idx = Tensor::randint(30, [3, 16], (Kind::Int64, Device::Cpu));
@@ -70,8 +79,8 @@ fn fast_with_portable_kernels_and_faithful_agree_on_every_model() {
     agree_on_every_model(true);
 }
 
-fn dropout_config(fast: bool) -> Config {
-    Config { vocab_size: 10, n_embed: 8, num_heads: 2, block_size: 64, block_layers: 1, dropout: 0.3, fast }
+fn dropout_config() -> Config {
+    Config { vocab_size: 10, n_embed: 8, num_heads: 2, block_size: 64, block_layers: 1, dropout: 0.3 }
 }
 
 /// Every dropout site of attention, on both paths: uniform attention (zero query and key
@@ -83,19 +92,19 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
     let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
     chargpt::fast::set_portable_kernels(portable);
     tch::manual_seed(5);
-    let cfg = dropout_config(fast);
     let vs = VarStore::new(Device::Cpu);
-    let mh = MultiHead::new(vs.root() / "sa", &cfg, MultiHeadKind::Dropout);
+    let mh = layers(fast).multi_head(vs.root() / "sa", &dropout_config(), MultiHeadKind::Dropout);
     tch::no_grad(|| {
-        for head in &mh.heads {
-            let _ = head.query.weight.shallow_clone().zero_();
-            let _ = head.key.weight.shallow_clone().zero_();
-            let _ = head.value.weight.shallow_clone().zero_();
-            let _ = head.value.weight.narrow(1, 0, 1).fill_(1.0);
+        for (name, mut t) in vs.variables() {
+            if name.ends_with("query.weight") || name.ends_with("key.weight") || name.ends_with("proj.bias") {
+                let _ = t.zero_();
+            } else if name.ends_with("value.weight") {
+                let _ = t.zero_();
+                let _ = t.narrow(1, 0, 1).fill_(1.0);
+            } else if name.ends_with("proj.weight") {
+                t.copy_(&Tensor::eye(8, (Kind::Float, Device::Cpu)));
+            }
         }
-        let proj = mh.proj.as_ref().unwrap();
-        proj.weight.shallow_clone().copy_(&Tensor::eye(8, (Kind::Float, Device::Cpu)));
-        let _ = proj.bias.as_ref().unwrap().shallow_clone().zero_();
     });
     let x = Tensor::zeros([64, 64, 8], (Kind::Float, Device::Cpu));
     let _ = x.narrow(2, 0, 1).fill_(1.0);
@@ -138,7 +147,7 @@ fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
         chargpt::fast::set_portable_kernels(portable);
         tch::manual_seed(6);
         let vs = VarStore::new(Device::Cpu);
-        let ff = FeedForward::new(vs.root() / "ff", &dropout_config(fast), FeedForwardKind::FF3);
+        let ff = layers(fast).feed_forward(vs.root() / "ff", &dropout_config(), FeedForwardKind::FF3);
         let x = Tensor::randn([32, 64, 8], (Kind::Float, Device::Cpu));
         let (eval, train) = (ff.forward(&x, false), ff.forward(&x, true));
         assert!(eval.equal(&ff.forward(&x, false)), "no dropout in eval");
@@ -156,16 +165,12 @@ fn fast_path_trains_to_the_same_loss() {
     let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
     let data = Dataset::new(&text);
-    let opts = |implementation: &str| TrainOptions {
-        steps: 201,
-        eval_steps: 10,
-        implementation: implementation.into(),
-        ..common::small_options(201, 3, 1e-2)
-    };
+    let opts =
+        |implementation: Implementation| TrainOptions { steps: 201, eval_steps: 10, implementation, ..common::small_options(201, 3, 1e-2) };
     let run = |o: &TrainOptions| {
         let job = TrainJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };
         train_model(&job).unwrap().rows.last().unwrap().val_loss
     };
-    let (a, b) = (run(&opts("faithful")), run(&opts("fast")));
+    let (a, b) = (run(&opts(Implementation::Faithful)), run(&opts(Implementation::Fast)));
     assert!((a - b).abs() < 0.15, "faithful val loss {a} vs fast {b}");
 }

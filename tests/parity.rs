@@ -1,8 +1,9 @@
 //! Parity with PyTorch: every model against the tensors `scripts/dump_reference.py`
 //! wrote into reference/ (no Python needed here).
 
+use chargpt::models::Implementation;
 use chargpt::models::{Model, ModelKind};
-use chargpt::parity::{check_model, compare_all, Implementation, Mismatch, Reference};
+use chargpt::parity::{check_model, compare_all, Mismatch, Reference};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use tch::Device;

@@ -1,0 +1,62 @@
+//! Where a run computes: the CLI's choice (`auto` included) and the recorded device.
+
+use anyhow::{bail, Result};
+use tch::Device;
+
+/// `--device`: `auto` is CUDA when libtorch sees a GPU, else the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The device a run trains on, as run.json records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The device, or an error that says what to pass instead.
+    pub fn select(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => bail!("--device cuda was asked for but libtorch sees no CUDA GPU; use --device cpu (or auto)"),
+        }
+    }
+}
+
+impl DeviceKind {
+    pub fn of(device: Device) -> Self {
+        if device.is_cuda() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }
+    }
+
+    pub fn choice(self) -> DeviceChoice {
+        match self {
+            DeviceKind::Cpu => DeviceChoice::Cpu,
+            DeviceKind::Cuda => DeviceChoice::Cuda,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

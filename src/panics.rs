@@ -1,0 +1,83 @@
+//! What a panic means for the user. libtorch reports its failures as panics inside tch
+//! (and our shim raises a [`LibtorchError`] payload where it cannot return a `Result`);
+//! those become one line about libtorch. Any other panic is a bug in chargpt, reported as
+//! an internal error, with where it happened and, under RUST_BACKTRACE=1, a backtrace.
+
+use crate::ffi::LibtorchError;
+use std::any::Any;
+use std::cell::Cell;
+
+thread_local! {
+    /// Whether the last panic on this thread was raised inside tch (a libtorch error).
+    static LAST_PANIC_IN_TCH: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A caught panic, told apart.
+#[derive(Debug)]
+pub enum PanicError {
+    /// libtorch failed (bad sizes, out of memory, ...): its message's first line.
+    Libtorch(String),
+    /// A bug in chargpt.
+    Internal(String),
+}
+
+impl std::fmt::Display for PanicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PanicError::Libtorch(m) => write!(f, "{}", libtorch_message(m)),
+            PanicError::Internal(m) => write!(f, "internal error (a bug in chargpt, please report it): {m}"),
+        }
+    }
+}
+
+impl std::error::Error for PanicError {}
+
+/// Installs the hook that stays silent for libtorch's panics (reported as one line later)
+/// and says where any other panic happened, with the backtrace when RUST_BACKTRACE asks.
+pub fn install_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let in_tch = info.location().is_some_and(|l| {
+            let file = l.file().replace('\\', "/");
+            file.contains("/tch-") || file.contains("/torch-sys-")
+        });
+        LAST_PANIC_IN_TCH.with(|c| c.set(in_tch));
+        if in_tch || info.payload().downcast_ref::<LibtorchError>().is_some() {
+            return;
+        }
+        let location = info.location().map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let backtrace = std::backtrace::Backtrace::capture();
+        eprintln!("chargpt panicked{location}");
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
+}
+
+/// The caught panic's payload as a [`PanicError`] (on the thread that panicked).
+pub fn to_error(payload: Box<dyn Any + Send>) -> PanicError {
+    if let Some(e) = payload.downcast_ref::<LibtorchError>() {
+        return PanicError::Libtorch(e.0.clone());
+    }
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_string());
+    if LAST_PANIC_IN_TCH.with(|c| c.get()) {
+        PanicError::Libtorch(text)
+    } else {
+        PanicError::Internal(text.lines().next().unwrap_or("").trim().to_string())
+    }
+}
+
+/// The first line of libtorch's message, with advice where there is an obvious one.
+fn libtorch_message(text: &str) -> String {
+    if text.to_lowercase().contains("out of memory") {
+        return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
+    }
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if first.starts_with("failed printing") {
+        return "output closed early (broken pipe)".to_string();
+    }
+    format!("libtorch error: {}", first.trim_start_matches("libtorch error: "))
+}

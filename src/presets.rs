@@ -1,0 +1,90 @@
+//! The trainer presets, read from `src/presets.json`: the one file that also gives the
+//! benchmarks and the PyTorch scripts their values.
+
+use serde::Deserialize;
+use std::sync::OnceLock;
+
+/// A named set of trainer values; flags override them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The blog's trainer: B 64, Tmax 256, C 384, H 6, L 6, dropout 0.3, lr 1e-3, 10,000
+    /// steps, evaluation every 1,000 over 10 batches, 1,000 characters (the default on CUDA).
+    Blog,
+    /// For a 2-core CPU: B 32, Tmax 64, C 128, H 4, L 4, dropout 0.2, lr 3e-3, 3,001 steps,
+    /// evaluation every 250 over 20 batches, 500 characters (the default on a CPU).
+    Cpu,
+    /// A smoke test of seconds: B 8, Tmax 16, C 16, H 2, L 2, dropout 0.1, 41 steps.
+    Tiny,
+}
+
+/// The values of one preset, as `src/presets.json` holds them.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct PresetValues {
+    pub about: String,
+    pub batch_size: i64,
+    pub block_size: i64,
+    pub n_embed: i64,
+    pub num_heads: i64,
+    pub block_layers: i64,
+    pub dropout: f64,
+    pub lr: f64,
+    pub steps: i64,
+    pub eval_every: i64,
+    pub eval_steps: i64,
+    pub generate_chars: usize,
+}
+
+#[derive(Deserialize)]
+struct PresetFile {
+    blog: PresetValues,
+    cpu: PresetValues,
+    tiny: PresetValues,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::Blog, Preset::Cpu, Preset::Tiny];
+
+    pub fn values(self) -> &'static PresetValues {
+        static FILE: OnceLock<PresetFile> = OnceLock::new();
+        let file = FILE.get_or_init(|| serde_json::from_str(include_str!("presets.json")).expect("src/presets.json is valid"));
+        match self {
+            Preset::Blog => &file.blog,
+            Preset::Cpu => &file.cpu,
+            Preset::Tiny => &file.tiny,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Blog => "blog",
+            Preset::Cpu => "cpu",
+            Preset::Tiny => "tiny",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The values the docs state (docs/MODELS.md for the blog; the enum's help texts).
+    #[test]
+    fn presets_hold_the_documented_values() {
+        let blog = Preset::Blog.values();
+        assert_eq!((blog.batch_size, blog.block_size, blog.n_embed, blog.num_heads, blog.block_layers), (64, 256, 384, 6, 6));
+        assert_eq!(
+            (blog.dropout, blog.lr, blog.steps, blog.eval_every, blog.eval_steps, blog.generate_chars),
+            (0.3, 1e-3, 10_000, 1000, 10, 1000)
+        );
+        let cpu = Preset::Cpu.values();
+        assert_eq!((cpu.batch_size, cpu.block_size, cpu.n_embed, cpu.num_heads, cpu.block_layers, cpu.steps), (32, 64, 128, 4, 4, 3001));
+        assert_eq!(Preset::Tiny.values().steps, 41);
+    }
+}

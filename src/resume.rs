@@ -1,0 +1,112 @@
+//! The resume file (`vN.resume.safetensors`): what a stopped training needs to continue
+//! as if it had never stopped — the weights, AdamW's moments and step counts, the CPU
+//! generator's state, and the progress so far.
+
+use crate::checkpoint;
+use crate::layers::Config;
+use crate::models::Model;
+use crate::optim::{AdamW, ParamState};
+use crate::rng::CpuRngState;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Kind, Tensor};
+
+/// One evaluation: the row of the per-model CSV.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalRow {
+    pub step: i64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub elapsed_s: f64,
+    pub tokens_per_s: f64,
+}
+
+impl EvalRow {
+    pub const HEADER: [&'static str; 5] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s"];
+}
+
+/// Progress of one model, as the resume file stores it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResumeState {
+    pub model: String,
+    pub config: Config,
+    pub vocab: String,
+    /// Steps completed (the next step to run).
+    pub steps_done: i64,
+    pub rows: Vec<EvalRow>,
+    pub train_seconds: f64,
+    pub wall_seconds: f64,
+    pub adam_steps: HashMap<String, i64>,
+}
+
+impl ResumeState {
+    /// A model at step 0.
+    pub fn new(model: &Model, vocab: String) -> Self {
+        ResumeState {
+            model: model.kind.to_string(),
+            config: model.cfg.clone(),
+            vocab,
+            steps_done: 0,
+            rows: Vec::new(),
+            train_seconds: 0.0,
+            wall_seconds: 0.0,
+            adam_steps: HashMap::new(),
+        }
+    }
+}
+
+/// The resume file's bytes: `model/*`, `exp_avg/*`, `exp_avg_sq/*`, `rng/cpu`, and the
+/// state as JSON metadata.
+pub fn to_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u8>> {
+    let mut state = state.clone();
+    state.adam_steps = opt.state.iter().map(|(n, s)| (n.clone(), s.step)).collect();
+    let mut tensors: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (format!("model/{n}"), t)).collect();
+    for (name, st) in &opt.state {
+        tensors.push((format!("exp_avg/{name}"), st.exp_avg.shallow_clone()));
+        tensors.push((format!("exp_avg_sq/{name}"), st.exp_avg_sq.shallow_clone()));
+    }
+    tensors.push(("rng/cpu".to_string(), CpuRngState::try_save()?.to_tensor()));
+    let meta = HashMap::from([("chargpt_resume".to_string(), serde_json::to_string(&state)?)]);
+    checkpoint::to_safetensors_bytes(&tensors, Some(meta))
+}
+
+/// Restores model, optimiser and generator from a resume file; returns its state. The
+/// training text must have the vocabulary the run started with.
+pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<ResumeState> {
+    let (tensors, meta) = checkpoint::read_safetensors(path)?;
+    let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
+    if state.vocab != vocab {
+        bail!(
+            "the training text has changed since this run started: its vocabulary ({} characters) is not the run's ({} characters); resume with the original text",
+            vocab.chars().count(),
+            state.vocab.chars().count()
+        );
+    }
+    if state.model != model.kind.to_string() || state.config != model.cfg {
+        bail!("{} holds a {} with another configuration than this run's {}", path.display(), state.model, model.kind);
+    }
+    let mut by_prefix: HashMap<String, Vec<(String, Tensor)>> = HashMap::new();
+    let mut rng = None;
+    for (name, t) in tensors {
+        match name.split_once('/') {
+            Some(("rng", _)) => rng = Some(t),
+            Some((prefix @ ("model" | "exp_avg" | "exp_avg_sq"), rest)) => {
+                by_prefix.entry(prefix.to_string()).or_default().push((rest.to_string(), t))
+            }
+            _ => bail!("{}: unexpected tensor {name}", path.display()),
+        }
+    }
+    model.load_state_dict(by_prefix.get("model").map(Vec::as_slice).unwrap_or_default())?;
+    let avg: HashMap<String, Tensor> = by_prefix.remove("exp_avg").unwrap_or_default().into_iter().collect();
+    let sq: HashMap<String, Tensor> = by_prefix.remove("exp_avg_sq").unwrap_or_default().into_iter().collect();
+    let device = model.device();
+    for (name, step) in &state.adam_steps {
+        let (Some(m), Some(v)) = (avg.get(name), sq.get(name)) else { bail!("{}: optimizer state for {name} is missing", path.display()) };
+        let (exp_avg, exp_avg_sq) = (m.to_kind(Kind::Float).to_device(device), v.to_kind(Kind::Float).to_device(device));
+        opt.state.insert(name.clone(), ParamState { step: *step, exp_avg, exp_avg_sq });
+    }
+    CpuRngState::from_tensor(&rng.context("no generator state in resume file")?)?.try_restore()?;
+    Ok(state)
+}

@@ -1,0 +1,124 @@
+//! The layout of a run folder, in one place: every file `chargpt train` writes there.
+
+use crate::checkpoint;
+use crate::models::ModelKind;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// A run folder written by `chargpt train`.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+/// The per-model files, as name suffixes after `v1.` .. `v10.`.
+const MODEL_FILES: [&str; 6] = ["csv", "sample.txt", "safetensors", "json", "resume.safetensors", "summary.json"];
+/// The run's own files.
+const RUN_FILES: [&str; 4] = ["run.json", "summary.csv", "loss.png", "loss.svg"];
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        RunDir { path: path.into() }
+    }
+    /// The run's options (`TrainOptions`), for `--resume`.
+    pub fn options(&self) -> PathBuf {
+        self.path.join(RUN_FILES[0])
+    }
+    /// One row per model: parameters, final losses, speed.
+    pub fn summary(&self) -> PathBuf {
+        self.path.join(RUN_FILES[1])
+    }
+    pub fn plot_png(&self) -> PathBuf {
+        self.path.join(RUN_FILES[2])
+    }
+    pub fn plot_svg(&self) -> PathBuf {
+        self.path.join(RUN_FILES[3])
+    }
+    /// One row per evaluation.
+    pub fn csv(&self, kind: ModelKind) -> PathBuf {
+        self.model_file(kind, MODEL_FILES[0])
+    }
+    pub fn sample(&self, kind: ModelKind) -> PathBuf {
+        self.model_file(kind, MODEL_FILES[1])
+    }
+    /// The model's weights, with the PyTorch state-dict keys (and its JSON, [`Self::info`]).
+    pub fn weights(&self, kind: ModelKind) -> PathBuf {
+        self.model_file(kind, MODEL_FILES[2])
+    }
+    /// The JSON beside the weights: model, configuration, vocabulary, steps, finished.
+    pub fn info(&self, kind: ModelKind) -> PathBuf {
+        checkpoint::info_path(&self.weights(kind))
+    }
+    /// Everything to continue training: weights, AdamW state, generator, rows so far.
+    pub fn resume(&self, kind: ModelKind) -> PathBuf {
+        self.model_file(kind, MODEL_FILES[4])
+    }
+    /// The model's line of `summary.csv`, kept once it finished.
+    pub fn model_summary(&self, kind: ModelKind) -> PathBuf {
+        self.model_file(kind, MODEL_FILES[5])
+    }
+
+    fn model_file(&self, kind: ModelKind, suffix: &str) -> PathBuf {
+        self.path.join(format!("{kind}.{suffix}"))
+    }
+
+    /// Every file name chargpt writes into a run folder.
+    pub fn file_names() -> Vec<String> {
+        let mut names: Vec<String> = RUN_FILES.iter().map(|s| s.to_string()).collect();
+        for kind in ModelKind::ALL {
+            names.extend(MODEL_FILES.iter().map(|ext| format!("{kind}.{ext}")));
+        }
+        names
+    }
+
+    /// Removes the files an earlier run wrote here (for `--force`); other files stay.
+    pub fn clear(&self) -> Result<()> {
+        for name in Self::file_names() {
+            let path = self.path.join(name);
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `rows` as the model's CSV (the header alone when there are none yet).
+    pub fn write_rows<R: Serialize>(&self, kind: ModelKind, rows: &[R], header: &[&str]) -> Result<()> {
+        checkpoint::write_atomic(&self.csv(kind), &csv_bytes(rows, header)?)
+    }
+
+    pub fn write_summary<R: Serialize>(&self, rows: &[R], header: &[&str]) -> Result<()> {
+        checkpoint::write_atomic(&self.summary(), &csv_bytes(rows, header)?)
+    }
+}
+
+fn csv_bytes<R: Serialize>(rows: &[R], header: &[&str]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row)?;
+    }
+    if rows.is_empty() {
+        w.write_record(header)?;
+    }
+    Ok(w.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_has_one_name() {
+        let run = RunDir::new("r");
+        let names = RunDir::file_names();
+        for path in [run.options(), run.summary(), run.plot_png(), run.plot_svg()] {
+            assert!(names.contains(&path.file_name().unwrap().to_string_lossy().to_string()));
+        }
+        let kind = ModelKind::V10;
+        for path in [run.csv(kind), run.sample(kind), run.weights(kind), run.info(kind), run.resume(kind), run.model_summary(kind)] {
+            assert!(names.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{}", path.display());
+        }
+        assert_eq!(names.len(), 4 + 6 * 10);
+    }
+}
