@@ -4,12 +4,15 @@ results/bench-<device>.csv and prints the table."""
 import argparse
 import csv
 import io
+import json
 import pathlib
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "chargpt"
+# The presets (`--config` names one): the same file chargpt reads.
+PRESETS = json.loads((ROOT / "src" / "presets.json").read_text())
 
 
 def rows(cmd, timeout=None):
@@ -83,7 +86,7 @@ def main():
         compiled = compiled_row(command("pytorch", [name]) + ["--compile", "--generate-chars", "0"], a.compile_timeout_s) if name in compile_models else None
         compiled_ms = float(compiled["ms_per_step"]) if compiled else float("nan")
         flops = float(faithful["flops_per_step"])
-        tokens = {"cpu": 32 * 64, "blog": 64 * 256}[config]  # B * Tmax of the bench configurations
+        tokens = PRESETS[config]["batch_size"] * PRESETS[config]["block_size"]  # B * Tmax of the configuration
         rust_ms, fast_ms, py_ms = (float(r["ms_per_step"]) for r in (faithful, fast, pytorch))
         row = dict(
             model=name,

@@ -2,6 +2,7 @@
 (forward, loss, zero_grad, backward, AdamW step, loss.item()) with the reference models,
 same configuration, same thread count; prints the same CSV line format."""
 import argparse
+import json
 import contextlib
 import pathlib
 import statistics
@@ -13,10 +14,11 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference as ref  # noqa: E402
 
-CONFIGS = {
-    "cpu": (dict(n_embed=128, num_heads=4, block_size=64, block_layers=4, dropout=0.2), 32),
-    "blog": (dict(n_embed=384, num_heads=6, block_size=256, block_layers=6, dropout=0.3), 64),
-}
+# The bench configurations are the presets' sizes and batch sizes (src/presets.json, the
+# file `chargpt bench --config` reads too).
+PRESETS = json.loads((pathlib.Path(__file__).resolve().parent.parent / "src" / "presets.json").read_text())
+CONFIGS = {name: (dict((k, p[k]) for k in ("n_embed", "num_heads", "block_size", "block_layers", "dropout")), p["batch_size"])
+           for name, p in PRESETS.items() if isinstance(p, dict)}
 
 
 def sync(device):

@@ -363,11 +363,12 @@ def main(argv=None):
     t.add_argument("--model", required=True)
     t.add_argument("--seed", type=int, default=1337)
     t.add_argument("--data", required=True)
-    for flag, typ, default in [("batch-size", int, 64), ("block-size", int, 256), ("n-embed", int, 384),
-                               ("num-heads", int, 6), ("block-layers", int, 6), ("dropout", float, 0.3),
-                               ("lr", float, 1e-3), ("steps", int, 10000), ("eval-every", int, 1000),
-                               ("eval-steps", int, 10), ("generate-chars", int, 1000)]:
-        t.add_argument(f"--{flag}", type=typ, default=default)
+    # Defaults: the blog preset, from the file chargpt reads its presets from.
+    blog = json.loads((pathlib.Path(__file__).resolve().parent.parent / "src" / "presets.json").read_text())["blog"]
+    for flag, typ in [("batch-size", int), ("block-size", int), ("n-embed", int), ("num-heads", int), ("block-layers", int),
+                      ("dropout", float), ("lr", float), ("steps", int), ("eval-every", int), ("eval-steps", int),
+                      ("generate-chars", int)]:
+        t.add_argument(f"--{flag}", type=typ, default=blog[flag.replace("-", "_")])
     t.add_argument("--threads", type=int, default=0)
     e = sub.add_parser("eval", help="deterministic loss of a checkpoint (as `chargpt eval`)")
     e.add_argument("--checkpoint", required=True)

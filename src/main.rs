@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use chargpt::checkpoint;
 use chargpt::data::{read_text, Dataset, Split};
 use chargpt::device::{DeviceChoice, DeviceKind};
-use chargpt::models::{parse_model_list, Implementation, Model, ModelKind};
+use chargpt::models::{parse_model_list, Implementation, ModelKind};
 use chargpt::panics::PanicError;
 use chargpt::precision::Precision;
 use chargpt::presets::Preset;
@@ -12,8 +12,6 @@ use chargpt::run_dir::RunDir;
 use chargpt::sample;
 use chargpt::train::{self, Stopped, TrainOptions, DEFAULT_DATA};
 use clap::{Args, Parser, Subcommand};
-use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -177,7 +175,7 @@ impl TrainArgs {
     }
 
     /// The options and device of a new run: the preset, overridden by the flags given.
-    fn into_options(&self) -> Result<(TrainOptions, Device)> {
+    fn to_options(&self) -> Result<(TrainOptions, Device)> {
         let device = self.device.unwrap_or(DeviceChoice::Auto).select()?;
         let mut o = TrainOptions::from_preset(self.preset.unwrap_or(if device.is_cuda() { Preset::Blog } else { Preset::Cpu }));
         self.sizes.apply(&mut o);
@@ -207,37 +205,7 @@ impl TrainArgs {
                 dir.join("run.json").display()
             );
         }
-        let text = std::fs::read_to_string(RunDir::new(dir).options()).map_err(|e| {
-            anyhow::anyhow!("cannot resume {}: no readable run.json there ({e}); pass a folder written by `chargpt train`", dir.display())
-        })?;
-        let mut opts: TrainOptions =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", dir.join("run.json").display()))?;
-        let device = match self.device {
-            Some(choice) => choice.select()?,
-            None if opts.device == DeviceKind::Cuda && !tch::Cuda::is_available() => bail!(
-                "this run trains on cuda, but libtorch sees no CUDA GPU here; pass --device cpu to continue it on the CPU (its random numbers then differ from an uninterrupted run)"
-            ),
-            None => opts.device.choice().select()?,
-        };
-        if DeviceKind::of(device) != opts.device {
-            println!(
-                "chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run",
-                opts.device,
-                DeviceKind::of(device)
-            );
-            opts.device = DeviceKind::of(device);
-            if !device.is_cuda() {
-                opts.precision = Precision::Fp32;
-            }
-        }
-        opts.precision = self.precision.unwrap_or(opts.precision);
-        if let Some(steps) = self.steps {
-            if steps < opts.steps {
-                bail!("--steps {steps} is fewer than the run's {}; with --resume, --steps can only extend a run", opts.steps);
-            }
-            opts.steps = steps;
-        }
-        Ok((opts, device))
+        TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision)
     }
 }
 
@@ -322,22 +290,6 @@ struct ModelsArgs {
     vocab_size: i64,
 }
 
-/// Creates (or checks) the run folder, refusing to overwrite an earlier run.
-fn prepare_run_dir(run: &RunDir, force: bool) -> Result<()> {
-    let path = &run.path;
-    if path.is_file() {
-        bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
-    }
-    if run.options().exists() && !force {
-        bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
-    }
-    std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))?;
-    if force {
-        run.clear()?;
-    }
-    Ok(())
-}
-
 fn cmd_train(args: TrainArgs) -> Result<()> {
     let (opts, device, run) = match &args.resume {
         Some(dir) => {
@@ -345,7 +297,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             (opts, device, RunDir::new(dir))
         }
         None => {
-            let (opts, device) = args.into_options()?;
+            let (opts, device) = args.to_options()?;
             let path = args.out.clone().unwrap_or_else(|| {
                 let corpus = opts.data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
                 let preset = opts.preset.map_or("custom", Preset::name);
@@ -360,7 +312,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let data = Dataset::new(&text).to_device(device);
     data.check_block_size(opts.block_size)?;
     if args.resume.is_none() {
-        prepare_run_dir(&run, args.force)?;
+        run.prepare(args.force)?;
     }
     // A resume rewrites it too: --steps may have extended the run, --device moved it.
     checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
@@ -380,11 +332,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         DeviceKind::of(device)
     );
     let summaries = train::run(&run, &opts, &data, device, stop)?;
-    println!("\nmodel  parameters  train loss  val loss  s/step  tokens/s");
-    for s in &summaries {
-        let (p, t, v, sps, tps) = (s.parameters, s.final_train_loss, s.final_val_loss, s.mean_s_per_step, s.tokens_per_s);
-        println!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {sps:>7.4} {tps:>9.0}", s.model);
-    }
+    train::print_summaries(&summaries);
     if !args.no_plot {
         chargpt::plot::plot_run(&run.path)?;
     }
@@ -393,67 +341,21 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
-    let device = args.device.select()?;
-    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
-    let context = match &args.prompt {
-        Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
-        _ => vec![sample::START_TOKEN.min(vocab.len() as i64 - 1)],
-    };
+    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
     tch::manual_seed(args.seed);
-    let mut out = std::io::stdout().lock();
-    if let Some(p) = &args.prompt {
-        write!(out, "{p}")?;
-    }
-    let mut failed = None;
-    // A closed stdout (`| head -c 5`) stops the generation at once.
-    sample::generate(&model, &context, args.chars, args.greedy, |t| {
-        match write!(out, "{}", vocab.decode_one(t)).and_then(|_| out.flush()) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
-        }
-    });
-    match failed {
-        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => {
-            writeln!(out).ok();
-            Ok(())
-        }
-    }
+    sample::stream(&model, &vocab, args.prompt.as_deref(), args.chars, args.greedy, &mut std::io::stdout().lock())
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
-    if args.batch_windows <= 0 {
-        bail!("--batch-windows must be positive, got {}", args.batch_windows);
-    }
-    let device = args.device.select()?;
-    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
-    let text = read_text(&args.data)?;
-    let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", args.data.display()))?;
-    let data = Dataset::from_tokens(vocab, &tokens);
-    data.check_block_size(1)?;
+    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
     let splits: &[Split] = if args.train { &[Split::Train, Split::Val] } else { &[Split::Val] };
-    for &split in splits {
-        let label = format!("{} {}", model.kind, split.name());
-        let loss = train::deterministic_loss(&model, data.split(split), args.batch_windows, Some(&label));
-        println!("{} {} loss {loss:.6}", model.kind, split.name());
-    }
-    Ok(())
+    train::print_deterministic_losses(&model, vocab, &args.data, splits, args.batch_windows)
 }
 
 fn cmd_models(args: ModelsArgs) -> Result<()> {
     let mut o = TrainOptions::from_preset(args.preset);
     args.sizes.apply(&mut o);
-    let cfg = o.model_config(args.vocab_size);
-    println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
-    println!("{:<5} {:>12}  adds", "model", "parameters");
-    for kind in ModelKind::ALL {
-        let model = Model::new(kind, &cfg, Device::Cpu)?;
-        println!("{:<5} {:>12}  {}", kind.to_string(), model.num_parameters(), kind.adds());
-    }
-    Ok(())
+    chargpt::models::print_table(&o.model_config(args.vocab_size))
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {

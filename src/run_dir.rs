@@ -72,6 +72,23 @@ impl RunDir {
         names
     }
 
+    /// Creates the folder for a new run, refusing one that holds a run unless `force`
+    /// (which removes the earlier run's files, and only those).
+    pub fn prepare(&self, force: bool) -> Result<()> {
+        let path = &self.path;
+        if path.is_file() {
+            anyhow::bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
+        }
+        if self.options().exists() && !force {
+            anyhow::bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
+        }
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))?;
+        if force {
+            self.clear()?;
+        }
+        Ok(())
+    }
+
     /// Removes the files an earlier run wrote here (for `--force`); other files stay.
     pub fn clear(&self) -> Result<()> {
         for name in Self::file_names() {

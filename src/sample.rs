@@ -36,3 +36,39 @@ pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit
     });
     tokens
 }
+
+/// `chargpt generate`: writes the prompt (if any), then each character as it is drawn; a
+/// closed output (`| head -c 5`) stops the generation at once.
+pub fn stream(
+    model: &Model,
+    vocab: &crate::data::Vocab,
+    prompt: Option<&str>,
+    n: usize,
+    greedy: bool,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let context = match prompt {
+        Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
+        _ => vec![START_TOKEN.min(vocab.len() as i64 - 1)],
+    };
+    let mut failed = None;
+    let mut emit = |text: &str| match write!(out, "{text}").and_then(|_| out.flush()) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+    };
+    if emit(prompt.unwrap_or("")).is_continue() {
+        generate(model, &context, n, greedy, |t| emit(&vocab.decode_one(t).to_string()));
+    }
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        Some(_) => Ok(()),
+        None => {
+            writeln!(out).ok();
+            Ok(())
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::{Dataset, Split};
-use crate::device::DeviceKind;
+use crate::device::{DeviceChoice, DeviceKind};
 use crate::layers::Config;
 use crate::models::{Implementation, Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
@@ -120,6 +120,51 @@ impl TrainOptions {
             crate::models::validate(kind, &self.model_config(1))?;
         }
         Ok(())
+    }
+}
+
+impl TrainOptions {
+    /// The options of the run in `run` (its run.json), to continue it: on the recorded
+    /// device unless `device` says otherwise (a CUDA run where there is no GPU is refused,
+    /// naming the flag), with `steps` extending it.
+    pub fn resume(
+        run: &RunDir,
+        steps: Option<i64>,
+        device: Option<DeviceChoice>,
+        precision: Option<Precision>,
+    ) -> Result<(TrainOptions, Device)> {
+        let dir = run.path.display();
+        let text = std::fs::read_to_string(run.options()).map_err(|e| {
+            anyhow::anyhow!("cannot resume {dir}: no readable run.json there ({e}); pass a folder written by `chargpt train`")
+        })?;
+        let mut opts: TrainOptions =
+            serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", run.options().display()))?;
+        let device = match device {
+            Some(choice) => choice.select()?,
+            None if opts.device == DeviceKind::Cuda && !tch::Cuda::is_available() => bail!(
+                "this run trains on cuda, but libtorch sees no CUDA GPU here; pass --device cpu to continue it on the CPU (its random numbers then differ from an uninterrupted run)"
+            ),
+            None => opts.device.choice().select()?,
+        };
+        if DeviceKind::of(device) != opts.device {
+            println!(
+                "chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run",
+                opts.device,
+                DeviceKind::of(device)
+            );
+            opts.device = DeviceKind::of(device);
+            if !device.is_cuda() {
+                opts.precision = Precision::Fp32;
+            }
+        }
+        opts.precision = precision.unwrap_or(opts.precision);
+        if let Some(steps) = steps {
+            if steps < opts.steps {
+                bail!("--steps {steps} is fewer than the run's {}; with --resume, --steps can only extend a run", opts.steps);
+            }
+            opts.steps = steps;
+        }
+        Ok((opts, device))
     }
 }
 
@@ -521,6 +566,39 @@ fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
     if std::env::var("CHARGPT_STOP_DURING").is_ok_and(|p| p == phase) && !FIRED.swap(true, Ordering::SeqCst) {
         stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// The table `chargpt train` ends with.
+pub fn print_summaries(summaries: &[Summary]) {
+    println!("\nmodel  parameters  train loss  val loss  s/step  tokens/s");
+    for s in summaries {
+        let (p, t, v, sps, tps) = (s.parameters, s.final_train_loss, s.final_val_loss, s.mean_s_per_step, s.tokens_per_s);
+        println!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {sps:>7.4} {tps:>9.0}", s.model);
+    }
+}
+
+/// `chargpt eval`: the [`deterministic_loss`] of `model` on each of `splits` of the text
+/// at `data`, which must fit the model's vocabulary.
+pub fn print_deterministic_losses(
+    model: &Model,
+    vocab: crate::data::Vocab,
+    data: &std::path::Path,
+    splits: &[Split],
+    batch_windows: i64,
+) -> Result<()> {
+    if batch_windows <= 0 {
+        bail!("--batch-windows must be positive, got {batch_windows}");
+    }
+    let text = crate::data::read_text(data)?;
+    let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", data.display()))?;
+    let data = Dataset::from_tokens(vocab, &tokens);
+    data.check_block_size(1)?;
+    for &split in splits {
+        let label = format!("{} {}", model.kind, split.name());
+        let loss = deterministic_loss(model, data.split(split), batch_windows, Some(&label));
+        println!("{} {} loss {loss:.6}", model.kind, split.name());
+    }
+    Ok(())
 }
 
 /// A finished model's summary, if its run folder says it finished all `steps`.

@@ -74,6 +74,15 @@ fn a_one_character_text_still_trains_and_samples() {
 
 #[test]
 fn models_lists_the_table_of_models_md() {
+    // What each model adds: `chargpt models` and the README's table say it in the words
+    // of `ModelKind::adds` (which a unit test holds to each model's doc comment).
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let listed = ok(&["models"]).stdout;
+    for kind in chargpt::models::ModelKind::ALL {
+        let n = kind.number();
+        assert!(readme.contains(&format!("| V{n} | {} |", kind.adds())), "README's row of V{n} differs from `adds`");
+        assert!(listed.contains(kind.adds()), "{listed}");
+    }
     let r = ok(&["models", "--preset", "blog"]);
     assert!(r.stdout.contains("10951380"), "{}", r.stdout);
     let r = ok(&["models", "--n-embed", "128", "--num-heads", "4", "--block-size", "64", "--block-layers", "4"]);
