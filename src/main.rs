@@ -298,12 +298,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         }
         None => {
             let (opts, device) = args.to_options()?;
-            let path = args.out.clone().unwrap_or_else(|| {
-                let corpus = opts.data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
-                let preset = opts.preset.map_or("custom", Preset::name);
-                PathBuf::from("runs").join(format!("{corpus}-{preset}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")))
-            });
-            (opts, device, RunDir::new(path))
+            (opts, device, RunDir::new(args.out.clone().unwrap_or_default()))
         }
     };
     opts.validate()?;
@@ -311,9 +306,18 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let text = read_text(&opts.data)?;
     let data = Dataset::new(&text).to_device(device);
     data.check_block_size(opts.block_size)?;
-    if args.resume.is_none() {
-        run.prepare(args.force)?;
-    }
+    let run = match (&args.resume, &args.out) {
+        (Some(_), _) => run,
+        (None, Some(_)) => {
+            run.prepare(args.force)?;
+            run
+        }
+        (None, None) => {
+            let corpus = opts.data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
+            let preset = opts.preset.map_or("custom", Preset::name);
+            RunDir::claim_new(Path::new("runs"), &format!("{corpus}-{preset}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")))?
+        }
+    };
     // A resume rewrites it too: --steps may have extended the run, --device moved it.
     checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -331,10 +335,22 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         models.join(","),
         DeviceKind::of(device)
     );
-    let summaries = train::run(&run, &opts, &data, device, stop)?;
+    let summaries = match train::run(&run, &opts, &data, device, stop) {
+        Ok(s) => s,
+        // Nothing to resume from: give the folder back, so that a retry can use it.
+        Err(e) if args.resume.is_none() && !run.has_checkpoints() && e.downcast_ref::<Stopped>().is_none() => {
+            run.release()?;
+            let dir = run.path.display();
+            bail!("{e:#}; no checkpoint was written, so {dir} holds nothing of this run: retry with the same --out {dir}");
+        }
+        Err(e) => return Err(e),
+    };
     train::print_summaries(&summaries);
     if !args.no_plot {
-        chargpt::plot::plot_run(&run.path)?;
+        // The training is done and saved: a plot that fails is a warning, not a failure.
+        if let Err(e) = chargpt::plot::plot_run(&run.path) {
+            eprintln!("warning: the plots were not drawn ({e:#}); draw them with: chargpt plot {}", run.path.display());
+        }
     }
     println!("results in {}", run.path.display());
     Ok(())

@@ -87,4 +87,19 @@ mod tests {
         assert_eq!((cpu.batch_size, cpu.block_size, cpu.n_embed, cpu.num_heads, cpu.block_layers, cpu.steps), (32, 64, 128, 4, 4, 3001));
         assert_eq!(Preset::Tiny.values().steps, 41);
     }
+
+    /// The help texts (`chargpt train --help`) state the sizes the file holds.
+    #[test]
+    fn help_texts_match_the_file() {
+        use clap::ValueEnum;
+        for preset in Preset::ALL {
+            let v = preset.values();
+            let help = preset.to_possible_value().unwrap().get_help().unwrap().to_string();
+            let sizes = format!(
+                "B {}, Tmax {}, C {}, H {}, L {}, dropout {}",
+                v.batch_size, v.block_size, v.n_embed, v.num_heads, v.block_layers, v.dropout
+            );
+            assert!(help.contains(&sizes), "{preset}: {help:?} does not say {sizes:?}");
+        }
+    }
 }

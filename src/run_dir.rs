@@ -2,7 +2,7 @@
 
 use crate::checkpoint;
 use crate::models::ModelKind;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -72,21 +72,72 @@ impl RunDir {
         names
     }
 
-    /// Creates the folder for a new run, refusing one that holds a run unless `force`
-    /// (which removes the earlier run's files, and only those).
+    /// Claims the folder for a new run: creates it, refuses one that holds a run or any
+    /// file chargpt would write (unless `force`, which removes those files and only them),
+    /// and creates run.json exclusively, so that two runs started at once never share it.
     pub fn prepare(&self, force: bool) -> Result<()> {
         let path = &self.path;
         if path.is_file() {
-            anyhow::bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
+            bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
         }
         if self.options().exists() && !force {
-            anyhow::bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
+            bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
+        }
+        let ours: Vec<String> = Self::file_names().into_iter().filter(|n| path.join(n).exists()).collect();
+        if !ours.is_empty() && !force {
+            bail!(
+                "{} holds files a run would overwrite ({}); pass another --out, or --force to replace them",
+                path.display(),
+                ours.join(", ")
+            );
         }
         std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))?;
         if force {
             self.clear()?;
         }
-        Ok(())
+        self.claim()
+    }
+
+    /// A new folder `runs/<stem>` for a default-named run, or `<stem>-2`, `-3`, ... when
+    /// that name is taken: created exclusively, never shared with a run started at once.
+    pub fn claim_new(parent: &std::path::Path, stem: &str) -> Result<RunDir> {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        for n in 1..1000 {
+            let name = if n == 1 { stem.to_string() } else { format!("{stem}-{n}") };
+            let run = RunDir::new(parent.join(name));
+            match std::fs::create_dir(&run.path) {
+                Ok(()) => {
+                    run.claim()?;
+                    return Ok(run);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot create run folder {}", run.path.display())),
+            }
+        }
+        bail!("no free run folder name {stem}-N in {}; pass --out", parent.display())
+    }
+
+    /// Creates an empty run.json exclusively: the one run that gets it owns the folder.
+    fn claim(&self) -> Result<()> {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(self.options()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("{} was just claimed by another run; pass another --out", self.path.display())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot write {}", self.options().display())),
+        }
+    }
+
+    /// Whether any model of the run has written a checkpoint yet.
+    pub fn has_checkpoints(&self) -> bool {
+        ModelKind::ALL.iter().any(|&k| self.info(k).exists())
+    }
+
+    /// Gives the folder back after a start that failed before any checkpoint: removes
+    /// what this run wrote (run.json, CSVs, the summary), so the same --out can be used
+    /// again without --force.
+    pub fn release(&self) -> Result<()> {
+        self.clear()
     }
 
     /// Removes the files an earlier run wrote here (for `--force`); other files stay.

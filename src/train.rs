@@ -113,6 +113,14 @@ impl TrainOptions {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             bail!("--lr must be a positive number, got {}", self.lr);
         }
+        // The blog evaluates after step s (from 0) when s % eval_every == 0 and s >= eval_every.
+        if self.steps <= self.eval_every {
+            let (steps, every) = (self.steps, self.eval_every);
+            bail!(
+                "--steps {steps} with --eval-every {every} never evaluates (the first evaluation comes after step {every}, counting from 0); pass --steps {} or more, or a smaller --eval-every",
+                every + 1
+            );
+        }
         if self.models.is_empty() {
             bail!("no model to train: give e.g. --models v1,v4,v10 or all");
         }
@@ -182,12 +190,17 @@ pub struct Summary {
     pub parameters: i64,
     pub final_train_loss: f64,
     pub final_val_loss: f64,
+    /// The step after which the final losses were evaluated (the blog's schedule: the last
+    /// multiple of eval_every before the end, not always the last step).
+    #[serde(default)]
+    pub final_loss_step: i64,
     pub mean_s_per_step: f64,
     pub tokens_per_s: f64,
 }
 
 impl Summary {
-    pub const HEADER: [&'static str; 6] = ["model", "parameters", "final_train_loss", "final_val_loss", "mean_s_per_step", "tokens_per_s"];
+    pub const HEADER: [&'static str; 7] =
+        ["model", "parameters", "final_train_loss", "final_val_loss", "final_loss_step", "mean_s_per_step", "tokens_per_s"];
 }
 
 /// Why training stopped early, for callers that must tell the cases apart.
@@ -488,6 +501,7 @@ impl<'a> Trainer<'a> {
             parameters: self.model.num_parameters(),
             final_train_loss: last.map_or(f64::NAN, |r| r.train_loss),
             final_val_loss: last.map_or(f64::NAN, |r| r.val_loss),
+            final_loss_step: last.map_or(-1, |r| r.step),
             mean_s_per_step: self.state.train_seconds / opts.steps as f64,
             tokens_per_s: tokens_per_step * opts.steps as f64 / self.state.train_seconds.max(1e-9),
         };
@@ -570,10 +584,11 @@ fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
 
 /// The table `chargpt train` ends with.
 pub fn print_summaries(summaries: &[Summary]) {
-    println!("\nmodel  parameters  train loss  val loss  s/step  tokens/s");
+    println!("\nmodel  parameters  train loss  val loss  after step  s/step  tokens/s");
     for s in summaries {
-        let (p, t, v, sps, tps) = (s.parameters, s.final_train_loss, s.final_val_loss, s.mean_s_per_step, s.tokens_per_s);
-        println!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {sps:>7.4} {tps:>9.0}", s.model);
+        let (p, t, v, at, sps, tps) =
+            (s.parameters, s.final_train_loss, s.final_val_loss, s.final_loss_step, s.mean_s_per_step, s.tokens_per_s);
+        println!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {at:>11} {sps:>7.4} {tps:>9.0}", s.model);
     }
 }
 

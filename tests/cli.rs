@@ -17,7 +17,7 @@ fn train_generate_eval_end_to_end() {
         }
     }
     let summary = fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,mean_s_per_step,tokens_per_s"));
+    assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,final_loss_step,mean_s_per_step,tokens_per_s"));
     assert_eq!(summary.lines().count(), 4);
     let csv = fs::read_to_string(out.join("v10.csv")).unwrap();
     assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s\n20,"), "{csv}");
@@ -202,6 +202,75 @@ fn a_diverging_loss_stops_with_the_model_and_step() {
     let out = dir.path().join("run");
     let r = fails_with(&strs(&tiny_train(&out, "v2", &["--lr", "1e6", "--steps", "200"])), "v2: the training loss became");
     assert!(r.stderr.contains("at step"), "{}", r.stderr);
+    // It failed before any checkpoint: the folder is given back, and the printed advice works.
+    assert!(r.stderr.contains("no checkpoint was written") && r.stderr.contains("retry with the same --out"), "{}", r.stderr);
+    assert!(!out.join("run.json").exists());
+    ok(&strs(&tiny_train(&out, "v2", &[])));
+}
+
+/// Files chargpt did not write in this run are never overwritten without --force, and
+/// --force removes chargpt's own files only.
+#[test]
+fn a_folder_with_files_a_run_would_overwrite_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mine");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("loss.png"), "my own plot").unwrap();
+    fs::write(out.join("notes.txt"), "my notes").unwrap();
+    fails_with(&strs(&tiny_train(&out, "v1", &[])), "holds files a run would overwrite (loss.png)");
+    assert_eq!(fs::read_to_string(out.join("loss.png")).unwrap(), "my own plot");
+    ok(&strs(&tiny_train(&out, "v1", &["--force"])));
+    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "my notes", "--force keeps what is not chargpt's");
+}
+
+/// Runs started at the same moment without --out get folders of their own.
+#[test]
+fn default_run_folders_are_never_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["train", "--preset", "tiny", "--models", "v1", "--no-plot", "--data", excerpt().to_str().unwrap()].map(String::from);
+    let started: Vec<_> =
+        (0..3).map(|_| bin().args(&args).current_dir(dir.path()).stdout(std::process::Stdio::null()).spawn().unwrap()).collect();
+    for child in started {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let folders: Vec<_> = fs::read_dir(dir.path().join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(folders.len(), 3, "{folders:?}");
+    for f in folders {
+        assert!(f.join("summary.csv").exists(), "{}", f.display());
+    }
+}
+
+/// A steps/eval-every combination without any evaluation is refused before training; the
+/// summary names the step its final losses come from (the blog's schedule).
+#[test]
+fn runs_without_an_evaluation_are_refused_and_the_final_step_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (steps, every) in [("10", "50"), ("5", "5")] {
+        fails_with(&strs(&tiny_train(&dir.path().join("no"), "v1", &["--steps", steps, "--eval-every", every])), "never evaluates");
+    }
+    assert!(!dir.path().join("no").exists(), "refused before anything was written");
+    let out = dir.path().join("run");
+    let r = ok(&strs(&tiny_train(&out, "v1", &["--steps", "20", "--eval-every", "10"])));
+    assert!(r.stdout.contains("after step"), "{}", r.stdout);
+    let summary = fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,final_loss_step,"), "{summary}");
+    assert_eq!(summary.lines().nth(1).unwrap().split(',').nth(4), Some("10"), "{summary}");
+}
+
+/// A plot that cannot be drawn after a finished training is a warning: the run is done.
+#[test]
+fn a_plot_failure_after_training_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut first = bin();
+    first.args(strs(&tiny_train(&out, "v1", &[]))).env("CHARGPT_STOP_AFTER_STEPS", "10");
+    assert_eq!(Run::from(first.output().unwrap()).code, 130);
+    fs::create_dir(out.join("loss.png")).unwrap(); // the plot cannot be written there
+    let r = run(&["train", "--resume", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("warning: the plots were not drawn") && r.stderr.contains("chargpt plot"), "{}", r.stderr);
+    assert!(out.join("v1.sample.txt").exists());
 }
 
 /// A panic that is not libtorch's is a bug: reported as an internal error, with where it
@@ -218,5 +287,5 @@ fn a_bug_is_reported_as_an_internal_error_with_a_backtrace_on_request() {
     assert!(!plain.stderr.contains("libtorch"), "{}", plain.stderr);
     let traced = run("1");
     assert!(traced.stderr.lines().count() > plain.stderr.lines().count() + 3, "{}", traced.stderr);
-    assert!(traced.stderr.contains("chargpt::run"), "{}", traced.stderr);
+    assert!(traced.stderr.contains("panic_fmt") && traced.stderr.contains("chargpt::main"), "{}", traced.stderr);
 }
