@@ -1,5 +1,5 @@
-//! `loss.png` / `loss.svg` for a run folder: val loss against step, one line per model,
-//! and a bar per model of its final val loss.
+//! `loss.png` / `loss.svg` for a run folder: val loss (solid, with markers) and train loss
+//! (dashed) against step, one colour per model, and a bar per model of its final val loss.
 
 use crate::models::ModelKind;
 use crate::resume::EvalRow;
@@ -29,6 +29,36 @@ pub fn read_curves(run_dir: &Path) -> Result<Vec<(ModelKind, Vec<EvalRow>)>> {
     Ok(curves)
 }
 
+/// Ten colours that stay apart from each other and readable on white (Tableau 10), one
+/// per model, so that V1..V10 keep their colour in every plot.
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+fn color(kind: ModelKind) -> RGBColor {
+    COLORS[kind.number() - 1]
+}
+
+/// The axis range of `values` with a margin of `pad` of the span on each side (a point
+/// alone gets a span of its own).
+fn fitted(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = values.filter(|v| v.is_finite()).fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let span = if hi > lo { hi - lo } else { lo.abs().max(1.0) * 0.1 };
+    (lo - pad * span, hi + pad * span)
+}
+
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[(ModelKind, Vec<EvalRow>)]) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -38,31 +68,34 @@ where
     let names: Vec<String> = finals.iter().map(|(n, _)| n.clone()).collect();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
-    let max_step = curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.step)).max().unwrap_or(1).max(1);
-    let losses = curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.val_loss)).filter(|l| l.is_finite());
-    let (lo, hi) = losses.fold((f64::MAX, f64::MIN), |(lo, hi), l| (lo.min(l), hi.max(l)));
-    let (lo, hi) = if lo <= hi { (lo * 0.95, hi * 1.05) } else { (0.5, 5.0) };
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    // Axes fitted to the data: steps from the first evaluation to the last, losses of both splits.
+    let (x0, x1) = fitted(curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.step as f64)), 0.04);
+    let (lo, hi) = fitted(curves.iter().flat_map(|(_, r)| r.iter().flat_map(|r| [r.val_loss, r.train_loss])), 0.06);
 
     let mut chart = ChartBuilder::on(&left)
-        .caption("val loss during training", ("sans-serif", 22))
+        .caption("loss during training (solid: val, dashed: train)", ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(55)
-        .build_cartesian_2d(0i64..max_step, lo..hi)
+        .build_cartesian_2d(x0..x1, lo..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("step").y_desc("val loss").draw().map_err(err)?;
-    for (i, (kind, rows)) in curves.iter().enumerate() {
-        let color = Palette99::pick(i * 9 + 1).to_rgba();
+    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(err)?;
+    for (kind, rows) in curves {
+        let color = color(*kind);
+        let val: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.val_loss)).collect();
+        let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.train_loss)).collect();
+        chart.draw_series(DashedLineSeries::new(train, 6, 4, color.stroke_width(1))).map_err(err)?;
         chart
-            .draw_series(LineSeries::new(rows.iter().map(|r| (r.step, r.val_loss)), color.stroke_width(2)))
+            .draw_series(LineSeries::new(val.clone(), color.stroke_width(2)))
             .map_err(err)?
             .label(kind.to_string().to_uppercase())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(val.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
     }
     chart
         .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
+        .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()
@@ -86,9 +119,9 @@ where
         }
     };
     bars.configure_mesh().disable_x_mesh().x_labels(finals.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
-    for (i, (_, loss)) in finals.iter().enumerate() {
+    for (i, ((_, loss), (kind, _))) in finals.iter().zip(curves).enumerate() {
         let (x, loss) = (i as f64, *loss);
-        let color = Palette99::pick(i * 9 + 1).filled();
+        let color = color(*kind).filled();
         bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, loss)], color))).map_err(err)?;
         let text = Text::new(format!("{loss:.2}"), (x - 0.25, loss + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
         bars.draw_series(std::iter::once(text)).map_err(err)?;
@@ -108,7 +141,9 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("fonts/DejaVuSans.ttf"));
     });
     let size = (1200, 520);
-    draw(BitMapBackend::new(&run_dir.join("loss.png"), size).into_drawing_area(), &curves)?;
-    draw(SVGBackend::new(&run_dir.join("loss.svg"), size).into_drawing_area(), &curves)?;
+    let (png, svg) = (run_dir.join("loss.png"), run_dir.join("loss.svg"));
+    draw(BitMapBackend::new(&png, size).into_drawing_area(), &curves)?;
+    draw(SVGBackend::new(&svg, size).into_drawing_area(), &curves)?;
+    println!("wrote {} and {}", png.display(), svg.display());
     Ok(())
 }
