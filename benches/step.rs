@@ -40,7 +40,11 @@ fn steps(c: &mut Criterion) {
         for kind in ModelKind::ALL {
             let b = StepBench::new(kind, &cfg, Implementation::Faithful, batch, device).expect("valid configuration");
             group.bench_function(kind.to_string(), |bencher| {
-                bencher.iter(|| sample::generate(&b.model, &[sample::START_TOKEN], 200, false, |_| std::ops::ControlFlow::Continue(())))
+                bencher.iter(|| {
+                    sample::generate(&b.model, &[sample::START_TOKEN], 200, sample::Sampling::default(), |_| {
+                        std::ops::ControlFlow::Continue(())
+                    })
+                })
             });
         }
         group.finish();

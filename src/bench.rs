@@ -8,7 +8,7 @@ use crate::models::{Implementation, Model, ModelKind};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::Precision;
 use crate::presets::Preset;
-use crate::sample;
+use crate::sample::{self, Sampling};
 use anyhow::Result;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -134,9 +134,9 @@ pub fn median(xs: &[f64]) -> f64 {
 
 /// Characters per second generating `n` characters from token 1.
 pub fn generation_rate(model: &Model, n: usize) -> f64 {
-    let _ = sample::generate(model, &[sample::START_TOKEN], 10, false, |_| std::ops::ControlFlow::Continue(()));
+    let _ = sample::generate(model, &[sample::START_TOKEN], 10, Sampling::default(), |_| std::ops::ControlFlow::Continue(()));
     let t0 = Instant::now();
-    let _ = sample::generate(model, &[sample::START_TOKEN], n, false, |_| std::ops::ControlFlow::Continue(()));
+    let _ = sample::generate(model, &[sample::START_TOKEN], n, Sampling::default(), |_| std::ops::ControlFlow::Continue(()));
     n as f64 / t0.elapsed().as_secs_f64()
 }
 

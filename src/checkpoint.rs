@@ -171,6 +171,12 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
         bail!("{}: vocabulary has {} characters but config says {}", info_path(&weights).display(), vocab.len(), info.config.vocab_size);
     }
     let (tensors, _) = read_safetensors(&weights)?;
+    if let Some((name, _)) = tensors.iter().find(|(_, t)| t.is_floating_point() && t.isfinite().all().int64_value(&[]) == 0) {
+        bail!(
+            "{}: tensor {name} holds NaN or infinite values, so the model cannot predict anything; use a checkpoint from before the loss diverged",
+            weights.display()
+        );
+    }
     // Building draws random numbers; keep the caller's generator state untouched.
     let rng = crate::rng::CpuRngState::try_save()?;
     let model = Model::new(kind, &info.config, device);

@@ -212,21 +212,37 @@ impl TrainArgs {
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 struct GenerateArgs {
-    /// A model's .safetensors (with its .json beside it).
+    /// A model's .safetensors (with its .json beside it), e.g. RUN_DIR/v10.safetensors.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Text to continue (default: the single token 1, as the blog).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prompt_file")]
     prompt: Option<String>,
-    /// Characters to generate.
+    /// A file whose text (UTF-8) is the prompt, for long prompts.
+    #[arg(long)]
+    prompt_file: Option<PathBuf>,
+    /// Characters to generate per sample.
     #[arg(long, default_value_t = 500)]
     chars: usize,
+    /// Samples to generate, separated by a line of dashes.
+    #[arg(long, default_value_t = 1)]
+    num_samples: usize,
     /// Seed of the generator the characters are drawn with.
     #[arg(long, default_value_t = 1337)]
     seed: i64,
+    /// Divide the logits by this before drawing: below 1 more conservative, above 1 more
+    /// varied. 1 (the default) is the blog's sampling, draw for draw.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Draw only among the k most likely characters (default: all, as the blog).
+    #[arg(long)]
+    top_k: Option<i64>,
     /// Take the most likely character instead of drawing one.
     #[arg(long)]
     greedy: bool,
+    /// Write the samples to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceChoice,
 }
@@ -330,7 +346,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let models: Vec<String> = opts.models.iter().map(ModelKind::to_string).collect();
     let (chars, vocab, preset) = (text.chars().count(), data.vocab.len(), opts.preset.map_or("custom", Preset::name));
     let (data_path, out) = (opts.data.display(), run.path.display());
-    println!(
+    chargpt::say!(
         "chargpt: training {} on {data_path} ({chars} chars, vocabulary {vocab}) on {}, preset {preset}, writing to {out}",
         models.join(","),
         DeviceKind::of(device)
@@ -352,14 +368,38 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             eprintln!("warning: the plots were not drawn ({e:#}); draw them with: chargpt plot {}", run.path.display());
         }
     }
-    println!("results in {}", run.path.display());
+    chargpt::say!("results in {}", run.path.display());
+    if let Some(&last) = opts.models.last() {
+        chargpt::say!("sample from it: chargpt generate --checkpoint {}", run.weights(last).display());
+    }
     Ok(())
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
+    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+        bail!("--temperature must be a positive number, got {}", args.temperature);
+    }
+    if args.top_k.is_some_and(|k| k < 1) || args.num_samples < 1 {
+        bail!("--top-k and --num-samples must be at least 1");
+    }
+    let prompt = match &args.prompt_file {
+        Some(path) => Some(read_text(path)?),
+        None => args.prompt.clone(),
+    };
     let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
+    let sampling = sample::Sampling { greedy: args.greedy, temperature: args.temperature, top_k: args.top_k };
     tch::manual_seed(args.seed);
-    sample::stream(&model, &vocab, args.prompt.as_deref(), args.chars, args.greedy, &mut std::io::stdout().lock())
+    let (n, samples, prompt) = (args.chars, args.num_samples, prompt.as_deref());
+    match &args.out {
+        Some(path) => {
+            let mut file =
+                std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
+            sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut file)?;
+            println!("wrote {}", path.display());
+            Ok(())
+        }
+        None => sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut std::io::stdout().lock()),
+    }
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {

@@ -144,6 +144,6 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
     let (png, svg) = (run_dir.join("loss.png"), run_dir.join("loss.svg"));
     draw(BitMapBackend::new(&png, size).into_drawing_area(), &curves)?;
     draw(SVGBackend::new(&svg, size).into_drawing_area(), &curves)?;
-    println!("wrote {} and {}", png.display(), svg.display());
+    crate::say!("wrote {} and {}", png.display(), svg.display());
     Ok(())
 }

@@ -73,8 +73,8 @@ impl Progress {
     /// Prints a line to stdout without tearing the bar.
     pub fn println(&self, line: &str) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| println!("{line}")),
-            None => println!("{line}"),
+            Some(bar) => bar.suspend(|| crate::say!("{line}")),
+            None => crate::say!("{line}"),
         }
     }
 
@@ -83,4 +83,14 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// `println!` that ignores a closed standard output: a training's results are its run
+/// folder, so `chargpt train ... | head -1` must not stop it (println! would panic).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
 }

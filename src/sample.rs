@@ -7,11 +7,49 @@ use tch::{Kind, Tensor};
 /// The token the blog starts generating from when there is no prompt.
 pub const START_TOKEN: i64 = 1;
 
+/// How the next character is chosen from the last position's logits. The default is the
+/// blog's: softmax and one `multinomial` draw, nothing else (so the same seed draws the
+/// same characters as the PyTorch reference).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Take the most likely character instead of drawing one (no random numbers used).
+    pub greedy: bool,
+    /// Divide the logits by this before the softmax (below 1: more conservative).
+    pub temperature: f64,
+    /// Draw only among the k most likely characters (nanoGPT's `top_k`).
+    pub top_k: Option<i64>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling { greedy: false, temperature: 1.0, top_k: None }
+    }
+}
+
+impl Sampling {
+    /// The next token `[1, 1]` from the last position's logits `[1, V]`.
+    fn next(&self, logits: &Tensor) -> Tensor {
+        if self.greedy {
+            return logits.argmax(-1, true);
+        }
+        let mut logits = logits.shallow_clone();
+        // Only when asked: dividing by 1 is exact, but no op at all is the blog's code.
+        if self.temperature != 1.0 {
+            logits = logits / self.temperature;
+        }
+        if let Some(k) = self.top_k {
+            let k = k.min(logits.size()[1]);
+            let (top, _) = logits.topk(k, -1, true, true);
+            logits = logits.masked_fill(&logits.lt_tensor(&top.narrow(1, k - 1, 1)), f64::NEG_INFINITY);
+        }
+        logits.softmax(-1, Kind::Float).multinomial(1, false)
+    }
+}
+
 /// Extends `context` by `n` tokens, calling `emit` with each one as soon as it is drawn;
 /// `emit` returning `ControlFlow::Break` stops early (Ctrl-C, a closed pipe).
 /// V1/V2 see the whole context; V3..V10 only its last `block_size` tokens.
-/// `greedy` takes the argmax instead of drawing (no random numbers are used then).
-pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit: impl FnMut(i64) -> ControlFlow<()>) -> Vec<i64> {
+pub fn generate(model: &Model, context: &[i64], n: usize, sampling: Sampling, mut emit: impl FnMut(i64) -> ControlFlow<()>) -> Vec<i64> {
     let device = model.device();
     let mut tokens = context.to_vec();
     let mut idx = Tensor::from_slice(context).view([1, -1]).to_device(device);
@@ -25,7 +63,7 @@ pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit
             };
             let logits = model.forward(&window, false);
             let last = logits.select(1, -1);
-            let next = if greedy { last.argmax(-1, true) } else { last.softmax(-1, Kind::Float).multinomial(1, false) };
+            let next = sampling.next(&last);
             let token = next.int64_value(&[0, 0]);
             tokens.push(token);
             idx = Tensor::cat(&[idx, next], 1);
@@ -37,14 +75,16 @@ pub fn generate(model: &Model, context: &[i64], n: usize, greedy: bool, mut emit
     tokens
 }
 
-/// `chargpt generate`: writes the prompt (if any), then each character as it is drawn; a
-/// closed output (`| head -c 5`) stops the generation at once.
+/// `chargpt generate`: `samples` continuations of the prompt (or of token 1), each written
+/// character by character as it is drawn, separated by a line of dashes as nanoGPT's
+/// sample.py does; a closed output (`| head -c 5`) stops the generation at once.
 pub fn stream(
     model: &Model,
     vocab: &crate::data::Vocab,
     prompt: Option<&str>,
     n: usize,
-    greedy: bool,
+    samples: usize,
+    sampling: Sampling,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -52,23 +92,28 @@ pub fn stream(
         Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
         _ => vec![START_TOKEN.min(vocab.len() as i64 - 1)],
     };
-    let mut failed = None;
+    let failed = std::cell::RefCell::new(None);
     let mut emit = |text: &str| match write!(out, "{text}").and_then(|_| out.flush()) {
         Ok(()) => ControlFlow::Continue(()),
         Err(e) => {
-            failed = Some(e);
+            *failed.borrow_mut() = Some(e);
             ControlFlow::Break(())
         }
     };
-    if emit(prompt.unwrap_or("")).is_continue() {
-        generate(model, &context, n, greedy, |t| emit(&vocab.decode_one(t).to_string()));
-    }
-    match failed {
-        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        Some(_) => Ok(()),
-        None => {
-            writeln!(out).ok();
-            Ok(())
+    for i in 0..samples {
+        if (i > 0 && emit("\n---------------\n").is_break()) || emit(prompt.unwrap_or("")).is_break() {
+            break;
         }
+        generate(model, &context, n, sampling, |t| emit(&vocab.decode_one(t).to_string()));
+        if failed.borrow().is_some() {
+            break;
+        }
+    }
+    if failed.borrow().is_none() {
+        let _ = emit("\n");
+    }
+    match failed.into_inner() {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

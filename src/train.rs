@@ -155,7 +155,7 @@ impl TrainOptions {
             None => opts.device.choice().select()?,
         };
         if DeviceKind::of(device) != opts.device {
-            println!(
+            crate::say!(
                 "chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run",
                 opts.device,
                 DeviceKind::of(device)
@@ -349,7 +349,7 @@ impl<'a> Trainer<'a> {
         tch::manual_seed(opts.seed);
         let model = Model::with_implementation(kind, &opts.model_config(data.vocab.len() as i64), opts.implementation, device)?;
         if job.verbose {
-            println!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
+            crate::say!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
         }
         let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
         let mut state = ResumeState::new(&model, data.vocab.as_string());
@@ -357,7 +357,7 @@ impl<'a> Trainer<'a> {
             state = resume::load(&path, &model, &mut opt, &data.vocab.as_string())
                 .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
-                println!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
+                crate::say!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
             }
         }
         let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
@@ -475,7 +475,7 @@ impl<'a> Trainer<'a> {
         let mut bar = Progress::new(&format!("{kind} sample"), opts.generate_chars as u64, 0, "chars", self.job.verbose);
         let mut produced = 0u64;
         let stop = self.job.stop.clone();
-        let tokens = sample::generate(&self.model, &start, opts.generate_chars, false, |_| {
+        let tokens = sample::generate(&self.model, &start, opts.generate_chars, sample::Sampling::default(), |_| {
             test_hook_stop_during("sample", stop.as_deref());
             produced += 1;
             bar.update(produced, None);
@@ -492,7 +492,7 @@ impl<'a> Trainer<'a> {
     fn finish(mut self, text: String) -> Result<Trained> {
         let TrainJob { kind, opts, run, .. } = *self.job;
         if self.job.verbose {
-            println!("--- {kind} sample ---\n{text}\n---");
+            crate::say!("--- {kind} sample ---\n{text}\n---");
         }
         let last = self.state.rows.last();
         let tokens_per_step = (opts.batch_size * opts.block_size) as f64;
@@ -557,7 +557,7 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
     let mut summaries = Vec::new();
     for &kind in &opts.models {
         if let Some(done) = finished_summary(run, kind, opts.steps) {
-            println!("{kind}: already finished in {}, skipped", run.path.display());
+            crate::say!("{kind}: already finished in {}, skipped", run.path.display());
             summaries.push(done);
             continue;
         }
@@ -584,11 +584,11 @@ fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
 
 /// The table `chargpt train` ends with.
 pub fn print_summaries(summaries: &[Summary]) {
-    println!("\nmodel  parameters  train loss  val loss  after step  s/step  tokens/s");
+    crate::say!("\nmodel  parameters  train loss  val loss  after step  s/step  tokens/s");
     for s in summaries {
         let (p, t, v, at, sps, tps) =
             (s.parameters, s.final_train_loss, s.final_val_loss, s.final_loss_step, s.mean_s_per_step, s.tokens_per_s);
-        println!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {at:>11} {sps:>7.4} {tps:>9.0}", s.model);
+        crate::say!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {at:>11} {sps:>7.4} {tps:>9.0}", s.model);
     }
 }
 
@@ -611,7 +611,7 @@ pub fn print_deterministic_losses(
     for &split in splits {
         let label = format!("{} {}", model.kind, split.name());
         let loss = deterministic_loss(model, data.split(split), batch_windows, Some(&label));
-        println!("{} {} loss {loss:.6}", model.kind, split.name());
+        crate::say!("{} {} loss {loss:.6}", model.kind, split.name());
     }
     Ok(())
 }

@@ -289,3 +289,77 @@ fn a_bug_is_reported_as_an_internal_error_with_a_backtrace_on_request() {
     assert!(traced.stderr.lines().count() > plain.stderr.lines().count() + 3, "{}", traced.stderr);
     assert!(traced.stderr.contains("panic_fmt") && traced.stderr.contains("chargpt::main"), "{}", traced.stderr);
 }
+
+/// nanoGPT's sampling flags. Temperature 1 and no top-k are the blog's sampling, draw for
+/// draw (the parity tests hold the training sample to PyTorch's); top-k 1 is greedy.
+#[test]
+fn generate_takes_temperature_top_k_samples_prompt_files_and_an_output_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v3", &[])));
+    let ckpt = out.join("v3.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let gen = |extra: &[&str]| {
+        let mut args = vec!["generate", "--checkpoint", ckpt, "--chars", "60"];
+        if !extra.contains(&"--seed") {
+            args.extend_from_slice(&["--seed", "4"]);
+        }
+        args.extend_from_slice(extra);
+        ok(&args).stdout
+    };
+    let plain = gen(&[]);
+    assert_eq!(plain, gen(&["--temperature", "1"]), "temperature 1 draws exactly as the default");
+    assert_ne!(plain, gen(&["--seed", "5"]), "the seed matters");
+    assert_eq!(gen(&["--top-k", "1"]), gen(&["--greedy"]), "top-k 1 is greedy");
+    assert_eq!(gen(&["--temperature", "0.0001"]), gen(&["--greedy"]), "a tiny temperature is greedy");
+    let two = gen(&["--num-samples", "2"]);
+    let parts: Vec<&str> = two.trim_end().split("\n---------------\n").collect();
+    assert_eq!(parts.len(), 2, "{two}");
+    assert_eq!(parts[0], plain.trim_end(), "the first sample is the single one");
+    let prompt = dir.path().join("prompt.txt");
+    fs::write(&prompt, "the ").unwrap();
+    assert!(gen(&["--prompt-file", prompt.to_str().unwrap()]).starts_with("the "));
+    let file = dir.path().join("sample.txt");
+    let r = gen(&["--out", file.to_str().unwrap()]);
+    assert!(r.contains("wrote"), "{r}");
+    assert_eq!(fs::read_to_string(&file).unwrap(), plain);
+    for (flag, value) in [("--temperature", "0"), ("--top-k", "0"), ("--num-samples", "0")] {
+        fails_with(&["generate", "--checkpoint", ckpt, flag, value], flag);
+    }
+}
+
+/// Weights that are NaN or infinite are refused on load, with the tensor named.
+#[test]
+fn a_checkpoint_with_non_finite_weights_is_refused() {
+    use chargpt::checkpoint::{read_safetensors, to_safetensors_bytes};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v2", &[])));
+    let weights = out.join("v2.safetensors");
+    let (tensors, meta) = read_safetensors(&weights).unwrap();
+    let poisoned: Vec<(String, tch::Tensor)> =
+        tensors.into_iter().map(|(n, t)| if n == "fc.bias" { (n, t.fill(f64::NAN)) } else { (n, t) }).collect();
+    fs::write(&weights, to_safetensors_bytes(&poisoned, Some(meta)).unwrap()).unwrap();
+    let w = weights.to_str().unwrap();
+    fails_with(&["generate", "--checkpoint", w, "--greedy"], "tensor fc.bias holds NaN or infinite values");
+    fails_with(&["eval", "--checkpoint", w, "--data", excerpt().to_str().unwrap()], "fc.bias");
+}
+
+/// A closed standard output does not stop a training: its results are the run folder.
+#[test]
+fn training_goes_on_when_its_output_is_closed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(strs(&tiny_train(&out, "v1,v2", &[])))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap(); // then the pipe closes, as `| head -1`
+    assert!(first.starts_with("chargpt: training"), "{first}");
+    assert!(child.wait().unwrap().success());
+    assert!(out.join("summary.csv").exists() && out.join("v2.sample.txt").exists());
+}
