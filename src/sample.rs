@@ -32,11 +32,8 @@ impl Sampling {
         if self.greedy {
             return logits.argmax(-1, true);
         }
-        let mut logits = logits.shallow_clone();
         // Only when asked: dividing by 1 is exact, but no op at all is the blog's code.
-        if self.temperature != 1.0 {
-            logits = logits / self.temperature;
-        }
+        let mut logits = if self.temperature != 1.0 { logits / self.temperature } else { logits.shallow_clone() };
         if let Some(k) = self.top_k {
             let k = k.min(logits.size()[1]);
             let (top, _) = logits.topk(k, -1, true, true);
