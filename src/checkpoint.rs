@@ -26,6 +26,10 @@ pub struct ModelInfo {
     /// True once the model's training (and sample) finished.
     pub finished: bool,
     pub chargpt_version: String,
+    /// The text it was trained on (absent in checkpoints made elsewhere, or before chargpt
+    /// recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<crate::data::Corpus>,
 }
 
 impl ModelInfo {

@@ -97,6 +97,32 @@ pub fn read_text(path: &Path) -> Result<String> {
     })
 }
 
+/// Which text a run was trained on: recorded in run.json and each checkpoint's JSON, so
+/// that `eval` finds it and `--resume` notices when it changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Corpus {
+    /// The path as given (`--data`).
+    pub path: std::path::PathBuf,
+    /// The same, absolute, at the time of training.
+    pub absolute: std::path::PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl Corpus {
+    /// Describes `text`, read from `path`.
+    pub fn of(path: &Path, text: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        Corpus {
+            path: path.to_path_buf(),
+            absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            bytes: text.len() as u64,
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
 /// The encoded text split 90/10: train = the first floor(0.9 n) tokens, val = the rest.
 pub struct Dataset {
     pub vocab: Vocab,

@@ -253,9 +253,10 @@ struct EvalArgs {
     /// A model's .safetensors (with its .json beside it).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// The text to evaluate on (its 90/10 split, as in training).
-    #[arg(long, default_value = DEFAULT_DATA)]
-    data: PathBuf,
+    /// The text to evaluate on (its 90/10 split, as in training) [default: the text the
+    /// checkpoint was trained on, as its JSON records it; else data/shakespeare.txt].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Also evaluate the train split.
     #[arg(long)]
     train: bool,
@@ -320,6 +321,14 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     opts.validate()?;
     opts.precision.apply(device)?;
     let text = read_text(&opts.data)?;
+    let corpus = chargpt::data::Corpus::of(&opts.data, &text);
+    let opts = match &args.resume {
+        Some(_) => {
+            opts.check_corpus(&corpus)?;
+            TrainOptions { corpus: opts.corpus.clone().or(Some(corpus)), ..opts }
+        }
+        None => TrainOptions { corpus: Some(corpus), ..opts },
+    };
     let data = Dataset::new(&text).to_device(device);
     data.check_block_size(opts.block_size)?;
     let run = match (&args.resume, &args.out) {
@@ -403,9 +412,20 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
-    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
+    let (model, vocab, info) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
+    let data = match (&args.data, &info.corpus) {
+        (Some(path), _) => path.clone(),
+        (None, Some(corpus)) => {
+            let now = read_text(&corpus.absolute).map(|t| chargpt::data::Corpus::of(&corpus.absolute, &t).sha256);
+            if now.as_ref().is_ok_and(|sha| *sha != corpus.sha256) {
+                eprintln!("warning: {} changed since this model was trained on it (its sha256 differs)", corpus.absolute.display());
+            }
+            corpus.absolute.clone()
+        }
+        (None, None) => PathBuf::from(DEFAULT_DATA),
+    };
     let splits: &[Split] = if args.train { &[Split::Train, Split::Val] } else { &[Split::Val] };
-    train::print_deterministic_losses(&model, vocab, &args.data, splits, args.batch_windows)
+    train::print_deterministic_losses(&model, vocab, &data, splits, args.batch_windows)
 }
 
 fn cmd_models(args: ModelsArgs) -> Result<()> {

@@ -51,6 +51,9 @@ pub struct TrainOptions {
     /// fp32 on the CPU; TF32 (default) or bf16 autocast on CUDA.
     #[serde(default = "fp32")]
     pub precision: Precision,
+    /// The training text as it was when the run started (set by `chargpt train`).
+    #[serde(default)]
+    pub corpus: Option<crate::data::Corpus>,
 }
 
 fn fp32() -> Precision {
@@ -83,6 +86,7 @@ impl TrainOptions {
             device: DeviceKind::Cpu,
             implementation: Implementation::Faithful,
             precision: Precision::Fp32,
+            corpus: None,
         }
     }
 
@@ -132,6 +136,19 @@ impl TrainOptions {
 }
 
 impl TrainOptions {
+    /// Refuses a training text that is not the one the run started on (by its hash).
+    pub fn check_corpus(&self, now: &crate::data::Corpus) -> Result<()> {
+        match &self.corpus {
+            Some(then) if then.sha256 != now.sha256 => bail!(
+                "the training text {} changed since this run started (sha256 {} then, {} now); resume with the original text",
+                now.path.display(),
+                then.sha256,
+                now.sha256
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// The options of the run in `run` (its run.json), to continue it: on the recorded
     /// device unless `device` says otherwise (a CUDA run where there is no GPU is refused,
     /// naming the flag), with `steps` extending it.
@@ -382,6 +399,7 @@ impl<'a> Trainer<'a> {
             steps_done: self.state.steps_done,
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
+            corpus: self.job.opts.corpus.clone(),
         }
     }
 

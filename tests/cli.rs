@@ -363,3 +363,38 @@ fn training_goes_on_when_its_output_is_closed() {
     assert!(child.wait().unwrap().success());
     assert!(out.join("summary.csv").exists() && out.join("v2.sample.txt").exists());
 }
+
+/// run.json and each checkpoint's JSON record the corpus (path, absolute path, size,
+/// sha256); `eval` defaults to it, from any folder, and warns when it changed.
+#[test]
+fn eval_defaults_to_the_recorded_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("book.txt");
+    fs::copy(excerpt(), &text).unwrap();
+    let out = dir.path().join("run");
+    let mut args = tiny_train(&out, "v2", &[]);
+    let at = args.iter().position(|a| a == "--data").unwrap() + 1;
+    args[at] = text.display().to_string();
+    ok(&strs(&args));
+    let info = fs::read_to_string(out.join("v2.json")).unwrap();
+    for field in ["\"corpus\"", "\"sha256\"", "\"absolute\"", "\"bytes\""] {
+        assert!(info.contains(field), "{info}");
+    }
+    assert!(fs::read_to_string(out.join("run.json")).unwrap().contains("\"sha256\""));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let eval = || -> Run {
+        bin()
+            .args(["eval", "--checkpoint", out.join("v2.safetensors").to_str().unwrap()])
+            .current_dir(elsewhere.path())
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = eval();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("v2 val loss"), "{}", r.stdout);
+    let changed = fs::read_to_string(&text).unwrap() + " ";
+    fs::write(&text, changed).unwrap();
+    let r = eval();
+    assert!(r.stderr.contains("warning") && r.stderr.contains("changed since this model was trained"), "{}", r.stderr);
+}

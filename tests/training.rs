@@ -65,6 +65,7 @@ fn checkpoint_save_load_gives_identical_logits() {
             steps_done: 3,
             finished: true,
             chargpt_version: "test".into(),
+            corpus: None,
         };
         checkpoint::save_model(&path, &t.model, &info).unwrap();
         let (loaded, vocab, read) = checkpoint::load_model(&path, Device::Cpu).unwrap();
