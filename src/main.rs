@@ -18,7 +18,12 @@ use std::sync::Arc;
 use tch::Device;
 
 #[derive(Parser)]
-#[command(name = "chargpt", version, about = "The blog's ten character-level language models, V1 (bigram) to V10 (GPT), on libtorch")]
+#[command(
+    name = "chargpt",
+    version,
+    about = "The blog's ten character-level language models, V1 (bigram) to V10 (GPT), on libtorch",
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -298,8 +303,12 @@ struct BenchArgs {
 #[derive(Args)]
 #[command(allow_negative_numbers = true)]
 struct ModelsArgs {
-    #[arg(long, value_enum, default_value = "blog")]
-    preset: Preset,
+    /// Models to list, e.g. `v1 v10` (default: all ten).
+    models: Vec<String>,
+    /// The sizes of this preset, flags overriding them [default: as `train`: blog on CUDA,
+    /// cpu otherwise].
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
     #[command(flatten)]
     sizes: SizeArgs,
     /// Vocabulary size V (default: that of docs/MODELS.md's table).
@@ -429,9 +438,11 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
 }
 
 fn cmd_models(args: ModelsArgs) -> Result<()> {
-    let mut o = TrainOptions::from_preset(args.preset);
+    let preset = args.preset.unwrap_or(if tch::Cuda::is_available() { Preset::Blog } else { Preset::Cpu });
+    let mut o = TrainOptions::from_preset(preset);
     args.sizes.apply(&mut o);
-    chargpt::models::print_table(&o.model_config(args.vocab_size))
+    let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
+    chargpt::models::print_table(&o.model_config(args.vocab_size), &models)
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {
@@ -469,7 +480,8 @@ fn main() {
     chargpt::memory::keep_freed_tensor_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        // --help, --version, and the help for `chargpt` alone.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
             // clap's own message, on one line: what is wrong, and where to look.
             let text = e.to_string();

@@ -398,10 +398,10 @@ pub fn validate(kind: ModelKind, cfg: &Config) -> Result<()> {
 }
 
 /// `chargpt models`: the sizes, then each model's parameter count and what it adds.
-pub fn print_table(cfg: &Config) -> Result<()> {
+pub fn print_table(cfg: &Config, models: &[ModelKind]) -> Result<()> {
     println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
     println!("{:<5} {:>12}  adds", "model", "parameters");
-    for kind in ModelKind::ALL {
+    for &kind in models {
         let model = Model::new(kind, cfg, Device::Cpu)?;
         println!("{:<5} {:>12}  {}", kind.to_string(), model.num_parameters(), kind.adds());
     }

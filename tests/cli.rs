@@ -78,6 +78,9 @@ fn models_lists_the_table_of_models_md() {
     // of `ModelKind::adds` (which a unit test holds to each model's doc comment).
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let listed = ok(&["models"]).stdout;
+    assert!(listed.contains("C=128"), "models follows train's default preset (cpu here): {listed}");
+    let two = ok(&["models", "v1", "v10", "--preset", "blog"]).stdout;
+    assert!(two.contains("10951380") && two.lines().count() == 4, "{two}");
     for kind in chargpt::models::ModelKind::ALL {
         let n = kind.number();
         assert!(readme.contains(&format!("| V{n} | {} |", kind.adds())), "README's row of V{n} differs from `adds`");
@@ -397,4 +400,25 @@ fn eval_defaults_to_the_recorded_corpus() {
     fs::write(&text, changed).unwrap();
     let r = eval();
     assert!(r.stderr.contains("warning") && r.stderr.contains("changed since this model was trained"), "{}", r.stderr);
+}
+
+/// `chargpt` alone prints its help (not an error), and every subcommand's help lets a user
+/// run it: the flags are explained.
+#[test]
+fn help_is_there_when_asked_for_or_nothing_is_given() {
+    let r = run(&[]);
+    assert!(r.stdout.contains("Usage") || r.stderr.contains("Usage"), "{} {}", r.stdout, r.stderr);
+    assert!(!r.stderr.starts_with("error"), "{}", r.stderr);
+    let train = ok(&["train", "--help"]).stdout;
+    assert!(train.contains("B 64, Tmax 256"), "the presets' values are in the help");
+    let lines: Vec<&str> = train.lines().collect();
+    for flag in ["--batch-size", "--lr", "--seed", "--resume", "--steps", "--impl"] {
+        let at = lines.iter().position(|l| l.trim_start().starts_with(&format!("{flag} "))).unwrap_or_else(|| panic!("{flag} missing"));
+        assert!(!lines[at + 1].trim().is_empty(), "{flag} has no help text");
+    }
+    let generate = ok(&["generate", "--help"]).stdout;
+    for flag in ["--chars", "--seed", "--temperature", "--top-k", "--num-samples", "--out", "--prompt-file"] {
+        assert!(generate.contains(flag), "{flag}");
+    }
+    assert!(ok(&["eval", "--help"]).stdout.contains("trained on"));
 }
