@@ -30,6 +30,9 @@ pub struct ModelInfo {
     /// recorded it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus: Option<crate::data::Corpus>,
+    /// How the training sample (vN.sample.txt) was drawn, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_sample: Option<String>,
 }
 
 impl ModelInfo {

@@ -221,19 +221,24 @@ pub(crate) struct GenerateArgs {
     /// A file whose text (UTF-8) is the prompt, for long prompts.
     #[arg(long)]
     pub(crate) prompt_file: Option<PathBuf>,
-    /// Characters to generate per sample.
-    #[arg(long, default_value_t = 500)]
-    pub(crate) chars: usize,
-    /// Samples to generate, separated by a line of dashes.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) num_samples: usize,
-    /// Seed of the generator the characters are drawn with.
-    #[arg(long, default_value_t = 1337)]
-    pub(crate) seed: i64,
+    /// Characters to generate per sample [default: 500; with --like-training, the run's].
+    #[arg(long)]
+    pub(crate) chars: Option<usize>,
+    /// Draw the very sample `train` wrote (vN.sample.txt): from token 1, with the
+    /// generator as it stood after the last training step (kept in vN.resume.safetensors
+    /// beside the checkpoint) and the run's number of characters.
+    #[arg(long, conflicts_with_all = ["prompt", "prompt_file", "seed", "temperature", "top_k", "greedy", "num_samples"])]
+    pub(crate) like_training: bool,
+    /// Samples to generate, separated by a line of dashes [default: 1].
+    #[arg(long)]
+    pub(crate) num_samples: Option<usize>,
+    /// Seed of the generator the characters are drawn with [default: 1337].
+    #[arg(long)]
+    pub(crate) seed: Option<i64>,
     /// Divide the logits by this before drawing: below 1 more conservative, above 1 more
     /// varied. 1 (the default) is the blog's sampling, draw for draw.
-    #[arg(long, default_value_t = 1.0)]
-    pub(crate) temperature: f64,
+    #[arg(long)]
+    pub(crate) temperature: Option<f64>,
     /// Draw only among the k most likely characters (default: all, as the blog).
     #[arg(long)]
     pub(crate) top_k: Option<i64>,

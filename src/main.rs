@@ -97,10 +97,11 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
-    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
-        bail!("--temperature must be a positive number, got {}", args.temperature);
+    let (temperature, samples) = (args.temperature.unwrap_or(1.0), args.num_samples.unwrap_or(1));
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        bail!("--temperature must be a positive number, got {temperature}");
     }
-    if args.top_k.is_some_and(|k| k < 1) || args.num_samples < 1 {
+    if args.top_k.is_some_and(|k| k < 1) || samples < 1 {
         bail!("--top-k and --num-samples must be at least 1");
     }
     let prompt = match &args.prompt_file {
@@ -108,9 +109,14 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         None => args.prompt.clone(),
     };
     let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
-    let sampling = sample::Sampling { greedy: args.greedy, temperature: args.temperature, top_k: args.top_k };
-    tch::manual_seed(args.seed);
-    let (n, samples, prompt) = (args.chars, args.num_samples, prompt.as_deref());
+    let sampling = sample::Sampling { greedy: args.greedy, temperature, top_k: args.top_k };
+    let mut n = args.chars.unwrap_or(500);
+    if args.like_training {
+        n = args.chars.unwrap_or(chargpt::resume::restore_sampling_generator(&args.checkpoint)?);
+    } else {
+        tch::manual_seed(args.seed.unwrap_or(1337));
+    }
+    let prompt = prompt.as_deref();
     match &args.out {
         Some(path) => {
             let mut file =

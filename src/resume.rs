@@ -110,3 +110,30 @@ pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<
     CpuRngState::from_tensor(&rng.context("no generator state in resume file")?)?.try_restore()?;
     Ok(state)
 }
+
+/// For `generate --like-training`: puts the CPU generator where it stood when `train` drew
+/// the sample of the model whose weights are `weights` (RUN/vN.safetensors), from the
+/// resume file kept beside them, and returns the run's number of sampled characters.
+pub fn restore_sampling_generator(weights: &Path) -> Result<usize> {
+    let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = weights.file_stem().and_then(|s| s.to_str()).context("the checkpoint has no file name")?;
+    let resume = dir.join(format!("{stem}.resume.safetensors"));
+    let run = crate::run_dir::RunDir::new(dir);
+    let (tensors, meta) = checkpoint::read_safetensors(&resume)
+        .with_context(|| format!("--like-training needs {} (the run's state after its last step)", resume.display()))?;
+    let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
+    let opts: crate::train::TrainOptions = serde_json::from_str(
+        &std::fs::read_to_string(run.options()).with_context(|| format!("--like-training needs the run's {}", run.options().display()))?,
+    )?;
+    if state.steps_done < opts.steps {
+        bail!(
+            "{} is from step {} of {}: the model has not finished training, so it has no training sample yet",
+            resume.display(),
+            state.steps_done,
+            opts.steps
+        );
+    }
+    let rng = tensors.iter().find(|(n, _)| n == "rng/cpu").context("no generator state in the resume file")?;
+    CpuRngState::from_tensor(&rng.1)?.try_restore()?;
+    Ok(opts.generate_chars)
+}

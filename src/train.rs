@@ -400,6 +400,10 @@ impl<'a> Trainer<'a> {
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
             corpus: self.job.opts.corpus.clone(),
+            training_sample: finished.then(|| {
+                let n = self.job.opts.generate_chars;
+                format!("{n} characters from token 1 with dropout off (eval mode), one multinomial draw each, from the CPU generator as it stood after the last training step (kept in {}.resume.safetensors); `chargpt generate --checkpoint <this .safetensors> --like-training` draws it again", self.job.kind)
+            }),
         }
     }
 

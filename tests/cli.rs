@@ -422,3 +422,24 @@ fn help_is_there_when_asked_for_or_nothing_is_given() {
     }
     assert!(ok(&["eval", "--help"]).stdout.contains("trained on"));
 }
+
+/// `generate --like-training` draws the very sample `train` wrote, and the checkpoint's
+/// JSON says how that sample was drawn.
+#[test]
+fn generate_can_draw_the_training_sample_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v3,v10", &[])));
+    for m in ["v3", "v10"] {
+        let ckpt = out.join(format!("{m}.safetensors"));
+        let again = ok(&["generate", "--checkpoint", ckpt.to_str().unwrap(), "--like-training"]).stdout;
+        assert_eq!(again, fs::read_to_string(out.join(format!("{m}.sample.txt"))).unwrap() + "\n", "{m}");
+        let info = fs::read_to_string(out.join(format!("{m}.json"))).unwrap();
+        assert!(info.contains("\"training_sample\"") && info.contains("--like-training"), "{info}");
+    }
+    let r = fails_with(
+        &["generate", "--checkpoint", out.join("v3.safetensors").to_str().unwrap(), "--like-training", "--seed", "3"],
+        "cannot be used with",
+    );
+    assert_eq!(r.code, 2);
+}
