@@ -8,6 +8,7 @@ pub mod data;
 pub mod device;
 pub mod fast;
 pub mod ffi;
+pub mod footprint;
 pub mod fused;
 pub mod layers;
 pub mod memory;

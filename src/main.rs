@@ -43,6 +43,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     };
     let data = Dataset::new(&text).to_device(device);
     data.check_block_size(opts.block_size)?;
+    if !device.is_cuda() {
+        chargpt::footprint::check_training(&opts.models, &opts.model_config(data.vocab.len() as i64), opts.batch_size)?;
+    }
     let run = match (&args.resume, &args.out) {
         (Some(_), _) => run,
         (None, Some(_)) => {
@@ -151,7 +154,19 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     let mut o = TrainOptions::from_preset(preset);
     args.sizes.apply(&mut o);
     let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
-    chargpt::models::print_table(&o.model_config(args.vocab_size), &models)
+    let cfg = o.model_config(args.vocab_size);
+    // Listing builds each model: refuse sizes whose parameters alone do not fit.
+    if let (Some(available), Some(&largest)) = (chargpt::footprint::available_bytes(), models.iter().max()) {
+        let need = 4.0 * chargpt::footprint::parameters(largest, &cfg);
+        if need > available {
+            bail!(
+                "{largest} at these sizes has {:.1} GB of parameters, more than the {:.1} GB available; pass smaller sizes",
+                need / 1e9,
+                available / 1e9
+            );
+        }
+    }
+    chargpt::models::print_table(&cfg, &models)
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {

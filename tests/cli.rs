@@ -443,3 +443,15 @@ fn generate_can_draw_the_training_sample_again() {
     );
     assert_eq!(r.code, 2);
 }
+
+/// Sizes no machine can hold are refused before anything is allocated, in one line that
+/// names the flags, instead of filling the RAM (or 5 KB of libtorch's trace).
+#[test]
+fn sizes_that_cannot_fit_in_memory_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for flags in [&["--n-embed", "100000000"][..], &["--batch-size", "100000000000"]] {
+        fails_with(&strs(&tiny_train(&dir.path().join("big"), "v2", flags)), "GB to train, more than the");
+    }
+    assert!(!dir.path().join("big").exists(), "refused before the run folder was made");
+    fails_with(&["models", "--vocab-size", "1000000000"], "GB of parameters");
+}
