@@ -72,12 +72,33 @@ pub fn to_error(payload: Box<dyn Any + Send>) -> PanicError {
 
 /// The first line of libtorch's message, with advice where there is an obvious one.
 fn libtorch_message(text: &str) -> String {
-    if text.to_lowercase().contains("out of memory") {
+    let lower = text.to_lowercase();
+    if lower.contains("out of memory") {
         return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
+    }
+    if lower.contains("can't allocate memory") || lower.contains("cannot allocate memory") {
+        return "the machine ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
     }
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     if first.starts_with("failed printing") {
         return "output closed early (broken pipe)".to_string();
     }
     format!("libtorch error: {}", first.trim_start_matches("libtorch error: "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_failures_become_one_line_with_advice() {
+        let trace = "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes.\nframe #0: c10::...";
+        assert_eq!(
+            PanicError::Libtorch(trace.into()).to_string(),
+            "the machine ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)"
+        );
+        let other = PanicError::Libtorch("shape '[2, 3]' is invalid for input of size 5\nframe #0".into()).to_string();
+        assert_eq!(other, "libtorch error: shape '[2, 3]' is invalid for input of size 5");
+        assert!(PanicError::Internal("oops".into()).to_string().starts_with("internal error (a bug in chargpt"));
+    }
 }
