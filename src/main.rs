@@ -79,7 +79,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         Ok(s) => s,
         // Nothing to resume from: give the folder back, so that a retry can use it.
         Err(e) if args.resume.is_none() && !run.has_checkpoints() && e.downcast_ref::<Stopped>().is_none() => {
-            run.release()?;
+            run.clear()?; // what this run wrote (run.json, CSVs), so --out can be reused without --force
             let dir = run.path.display();
             bail!("{e:#}; no checkpoint was written, so {dir} holds nothing of this run: retry with the same --out {dir}");
         }

@@ -133,13 +133,6 @@ impl RunDir {
         ModelKind::ALL.iter().any(|&k| self.info(k).exists())
     }
 
-    /// Gives the folder back after a start that failed before any checkpoint: removes
-    /// what this run wrote (run.json, CSVs, the summary), so the same --out can be used
-    /// again without --force.
-    pub fn release(&self) -> Result<()> {
-        self.clear()
-    }
-
     /// Removes the files an earlier run wrote here (for `--force`); other files stay.
     pub fn clear(&self) -> Result<()> {
         for name in Self::file_names() {

@@ -231,13 +231,27 @@ fn a_folder_with_files_a_run_would_overwrite_is_refused() {
 fn default_run_folders_are_never_shared() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["train", "--preset", "tiny", "--models", "v1", "--no-plot", "--data", excerpt().to_str().unwrap()].map(String::from);
+    // The names of the next minute are taken already (by another run's claim), so every run
+    // here meets a collision and must pick a name of its own.
+    let now = chrono::Local::now();
+    let taken: Vec<std::path::PathBuf> = (0..60)
+        .map(|s| dir.path().join("runs").join(format!("excerpt-tiny-{}", (now + chrono::Duration::seconds(s)).format("%Y%m%d-%H%M%S"))))
+        .collect();
+    for t in &taken {
+        fs::create_dir_all(t).unwrap();
+        fs::write(t.join("run.json"), "another run's").unwrap();
+    }
     let started: Vec<_> =
         (0..3).map(|_| bin().args(&args).current_dir(dir.path()).stdout(std::process::Stdio::null()).spawn().unwrap()).collect();
     for child in started {
         let o = child.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let folders: Vec<_> = fs::read_dir(dir.path().join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    for t in &taken {
+        assert_eq!(fs::read_to_string(t.join("run.json")).unwrap(), "another run's", "a taken folder was written into");
+    }
+    let folders: Vec<_> =
+        fs::read_dir(dir.path().join("runs")).unwrap().map(|e| e.unwrap().path()).filter(|p| !taken.contains(p)).collect();
     assert_eq!(folders.len(), 3, "{folders:?}");
     for f in folders {
         assert!(f.join("summary.csv").exists(), "{}", f.display());
@@ -375,10 +389,7 @@ fn eval_defaults_to_the_recorded_corpus() {
     let text = dir.path().join("book.txt");
     fs::copy(excerpt(), &text).unwrap();
     let out = dir.path().join("run");
-    let mut args = tiny_train(&out, "v2", &[]);
-    let at = args.iter().position(|a| a == "--data").unwrap() + 1;
-    args[at] = text.display().to_string();
-    ok(&strs(&args));
+    ok(&strs(&tiny_train_on(&out, "v2", &text, &[])));
     let info = fs::read_to_string(out.join("v2.json")).unwrap();
     for field in ["\"corpus\"", "\"sha256\"", "\"absolute\"", "\"bytes\""] {
         assert!(info.contains(field), "{info}");

@@ -279,11 +279,8 @@ fn resume_refuses_a_changed_vocabulary() {
     let text = dir.path().join("text.txt");
     fs::copy(excerpt(), &text).unwrap();
     let out = dir.path().join("run");
-    let mut args = tiny_train(&out, "v1", &[]);
-    let data_at = args.iter().position(|a| a == "--data").unwrap() + 1;
-    args[data_at] = text.display().to_string();
     let mut cmd = bin();
-    cmd.args(strs(&args)).env("CHARGPT_STOP_AFTER_STEPS", "25");
+    cmd.args(strs(&tiny_train_on(&out, "v1", &text, &[]))).env("CHARGPT_STOP_AFTER_STEPS", "25");
     assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
     let changed = fs::read_to_string(&text).unwrap().replace('e', "\u{263a}");
     fs::write(&text, changed).unwrap();

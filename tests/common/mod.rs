@@ -68,6 +68,14 @@ pub fn tiny_train<'a>(out: &'a Path, models: &'a str, extra: &[&'a str]) -> Vec<
     args
 }
 
+/// As [`tiny_train`], on the text at `data` instead of the excerpt.
+pub fn tiny_train_on<'a>(out: &'a Path, models: &'a str, data: &Path, extra: &[&'a str]) -> Vec<String> {
+    let mut args = tiny_train(out, models, extra);
+    let at = args.iter().position(|a| a == "--data").expect("tiny_train passes --data") + 1;
+    args[at] = data.display().to_string();
+    args
+}
+
 pub fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
