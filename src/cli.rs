@@ -117,6 +117,10 @@ pub(crate) struct TrainArgs {
     /// Seed of libtorch's generator for each model's initialisation and training [default: 1337].
     #[arg(long)]
     pub(crate) seed: Option<i64>,
+    /// Train every model once per seed, each seed in its own sub-folder (seed-<S>/), and
+    /// summarize the spread: a list (1337,1338,1339) or a count N (N seeds from --seed).
+    #[arg(long, value_name = "LIST|N")]
+    pub(crate) seeds: Option<String>,
     /// Where to train [default: auto, CUDA if libtorch sees a GPU]. With --resume: the
     /// run's recorded device, unless given.
     #[arg(long, value_enum)]
@@ -165,6 +169,7 @@ impl TrainArgs {
             ("--eval-steps", self.eval_steps.is_some()),
             ("--generate-chars", self.generate_chars.is_some()),
             ("--seed", self.seed.is_some()),
+            ("--seeds", self.seeds.is_some()),
             ("--data", self.data.is_some()),
             ("--impl", self.implementation.is_some()),
             ("--force", self.force),
@@ -187,6 +192,10 @@ impl TrainArgs {
         o.eval_steps = self.eval_steps.unwrap_or(o.eval_steps);
         o.generate_chars = self.generate_chars.unwrap_or(o.generate_chars);
         o.seed = self.seed.unwrap_or(o.seed);
+        if let Some(spec) = &self.seeds {
+            o.seeds = chargpt::seeds::parse(spec, o.seed)?;
+            o.seed = o.seeds[0];
+        }
         o.data = self.data.clone().unwrap_or(o.data);
         o.implementation = self.implementation.unwrap_or_default();
         o.precision = self.precision.unwrap_or(Precision::default_for(device));

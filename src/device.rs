@@ -60,3 +60,27 @@ impl std::fmt::Display for DeviceKind {
         f.write_str(self.name())
     }
 }
+
+/// Whether [`fit_threads_to_available_cpus`] lowered libtorch's thread count.
+static FITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lowers libtorch's CPU threads to the CPUs this process may use. libtorch starts one
+/// thread per online core; `available_parallelism` also honours CPU affinity (`taskset`)
+/// and cgroup CPU quotas (containers), and more threads than CPUs spin against each other.
+pub fn fit_threads_to_available_cpus() {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get()).min(i32::MAX as usize) as i32;
+    if available < tch::get_num_threads() {
+        tch::set_num_threads(available);
+        FITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// "2 threads", and why when they were fitted to the CPUs available: for run headers.
+pub fn threads_line() -> String {
+    let n = tch::get_num_threads();
+    let threads = if n == 1 { "1 thread".to_string() } else { format!("{n} threads") };
+    match FITTED.load(std::sync::atomic::Ordering::SeqCst) {
+        true => format!("{threads}, the CPUs this process may use"),
+        false => threads,
+    }
+}

@@ -23,6 +23,7 @@ pub mod resume;
 pub mod rng;
 pub mod run_dir;
 pub mod sample;
+pub mod seeds;
 pub mod train;
 
 pub mod bench;

@@ -3,7 +3,6 @@
 use anyhow::{bail, Context, Result};
 use chargpt::checkpoint;
 use chargpt::data::{read_text, Dataset, Split};
-use chargpt::device::DeviceKind;
 use chargpt::models::{parse_model_list, ModelKind};
 use chargpt::panics::PanicError;
 use chargpt::precision::Precision;
@@ -70,13 +69,25 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let models: Vec<String> = opts.models.iter().map(ModelKind::to_string).collect();
     let (chars, vocab, preset) = (text.chars().count(), data.vocab.len(), opts.preset.map_or("custom", Preset::name));
     let (data_path, out) = (opts.data.display(), run.path.display());
+    let seeds = match opts.seeds.as_slice() {
+        [] => format!("seed {}", opts.seed),
+        many => format!("{} seeds ({})", many.len(), many.iter().map(i64::to_string).collect::<Vec<_>>().join(",")),
+    };
+    let on = match device.is_cuda() {
+        true => "cuda".to_string(),
+        false => format!("cpu ({})", chargpt::device::threads_line()),
+    };
     chargpt::say!(
-        "chargpt: training {} on {data_path} ({chars} chars, vocabulary {vocab}) on {}, preset {preset}, writing to {out}",
-        models.join(","),
-        DeviceKind::of(device)
+        "chargpt: training {} on {data_path} ({chars} chars, vocabulary {vocab}) on {on}, preset {preset}, {seeds}, writing to {out}",
+        models.join(",")
     );
-    let summaries = match train::run(&run, &opts, &data, device, stop) {
-        Ok(s) => s,
+    let trained = if opts.seeds.is_empty() {
+        train::run(&run, &opts, &data, device, stop).map(|s| train::print_summaries(&s))
+    } else {
+        chargpt::seeds::run(&run, &opts, &data, device, stop).map(|s| chargpt::seeds::print_summaries(&s))
+    };
+    match trained {
+        Ok(()) => {}
         // Nothing to resume from: give the folder back, so that a retry can use it.
         Err(e) if args.resume.is_none() && !run.has_checkpoints() && e.downcast_ref::<Stopped>().is_none() => {
             run.clear()?; // what this run wrote (run.json, CSVs), so --out can be reused without --force
@@ -84,8 +95,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
             bail!("{e:#}; no checkpoint was written, so {dir} holds nothing of this run: retry with the same --out {dir}");
         }
         Err(e) => return Err(e),
-    };
-    train::print_summaries(&summaries);
+    }
     if !args.no_plot {
         // The training is done and saved: a plot that fails is a warning, not a failure.
         if let Err(e) = chargpt::plot::plot_run(&run.path) {
@@ -93,8 +103,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         }
     }
     chargpt::say!("results in {}", run.path.display());
+    let last_run = opts.seeds.last().map_or(run.clone(), |&seed| run.seed_run(seed));
     if let Some(&last) = opts.models.last() {
-        chargpt::say!("sample from it: chargpt generate --checkpoint {}", run.weights(last).display());
+        chargpt::say!("sample from it: chargpt generate --checkpoint {}", last_run.weights(last).display());
     }
     Ok(())
 }
@@ -216,6 +227,7 @@ fn main() {
         }
     };
     chargpt::panics::install_hook();
+    chargpt::device::fit_threads_to_available_cpus();
     let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|payload| Err(chargpt::panics::to_error(payload).into()));
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));

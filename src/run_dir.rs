@@ -63,6 +63,33 @@ impl RunDir {
         self.path.join(format!("{kind}.{suffix}"))
     }
 
+    /// The single-seed run of `seed` inside a multi-seed run (`crate::seeds`).
+    pub fn seed_run(&self, seed: i64) -> RunDir {
+        RunDir::new(self.path.join(format!("seed-{seed}")))
+    }
+
+    /// The seed sub-folders present (`seed-<integer>`), by seed.
+    pub fn seed_runs(&self) -> Vec<(i64, RunDir)> {
+        let Ok(entries) = std::fs::read_dir(&self.path) else { return Vec::new() };
+        let mut runs: Vec<(i64, RunDir)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("seed-")?.parse::<i64>().ok())
+            .map(|seed| (seed, self.seed_run(seed)))
+            .collect();
+        runs.sort_by_key(|(seed, _)| *seed);
+        runs
+    }
+
+    /// The files chargpt wrote here, seed sub-folders included, by their path from here.
+    fn our_files(&self) -> Vec<String> {
+        let mut ours: Vec<String> = Self::file_names().into_iter().filter(|n| self.path.join(n).exists()).collect();
+        for (seed, sub) in self.seed_runs() {
+            ours.extend(sub.our_files().into_iter().map(|n| format!("seed-{seed}/{n}")));
+        }
+        ours
+    }
+
     /// Every file name chargpt writes into a run folder.
     pub fn file_names() -> Vec<String> {
         let mut names: Vec<String> = RUN_FILES.iter().map(|s| s.to_string()).collect();
@@ -83,7 +110,7 @@ impl RunDir {
         if self.options().exists() && !force {
             bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
         }
-        let ours: Vec<String> = Self::file_names().into_iter().filter(|n| path.join(n).exists()).collect();
+        let ours = self.our_files();
         if !ours.is_empty() && !force {
             bail!(
                 "{} holds files a run would overwrite ({}); pass another --out, or --force to replace them",
@@ -130,16 +157,19 @@ impl RunDir {
 
     /// Whether any model of the run has written a checkpoint yet.
     pub fn has_checkpoints(&self) -> bool {
-        ModelKind::ALL.iter().any(|&k| self.info(k).exists())
+        ModelKind::ALL.iter().any(|&k| self.info(k).exists()) || self.seed_runs().iter().any(|(_, sub)| sub.has_checkpoints())
     }
 
-    /// Removes the files an earlier run wrote here (for `--force`); other files stay.
+    /// Removes the files an earlier run wrote here (for `--force`), in seed sub-folders
+    /// too, and the sub-folders left empty; other files stay.
     pub fn clear(&self) -> Result<()> {
-        for name in Self::file_names() {
+        for name in self.our_files() {
             let path = self.path.join(name);
-            if path.exists() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            }
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        for (_, sub) in self.seed_runs() {
+            // Only an empty folder goes: one with files of the user's stays.
+            let _ = std::fs::remove_dir(&sub.path);
         }
         Ok(())
     }

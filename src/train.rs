@@ -41,7 +41,12 @@ pub struct TrainOptions {
     pub eval_every: i64,
     pub eval_steps: i64,
     pub generate_chars: usize,
+    /// The seed of a single-seed run; the first of `seeds` in a multi-seed one.
     pub seed: i64,
+    /// A multi-seed run's seeds (`--seeds`): every model is trained once per seed, each
+    /// seed in its own sub-folder (`crate::seeds`). Empty: a single-seed run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<i64>,
     pub data: PathBuf,
     /// The preset the values started from (None: set by hand, as the parity check does).
     pub preset: Option<Preset>,
@@ -81,6 +86,7 @@ impl TrainOptions {
             eval_steps: v.eval_steps,
             generate_chars: v.generate_chars,
             seed: 1337,
+            seeds: Vec::new(),
             data: PathBuf::from(DEFAULT_DATA),
             preset: Some(preset),
             device: DeviceKind::Cpu,
@@ -575,6 +581,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
 /// Trains `opts.models` one after another into `run` (the library side of `chargpt
 /// train`): finished models are skipped, an unfinished one resumes, `summary.csv` is
 /// rewritten after each. A panic (a libtorch failure) becomes an error naming the model.
+/// A multi-seed run (`opts.seeds`) is [`crate::seeds::run`]'s.
 pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<Summary>> {
     let mut summaries = Vec::new();
     for &kind in &opts.models {
