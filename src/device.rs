@@ -61,9 +61,6 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
-/// Whether [`fit_threads_to_available_cpus`] lowered libtorch's thread count.
-static FITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// Lowers libtorch's CPU threads to the CPUs this process may use. libtorch starts one
 /// thread per online core; `available_parallelism` also honours CPU affinity (`taskset`)
 /// and cgroup CPU quotas (containers), and more threads than CPUs spin against each other.
@@ -71,16 +68,19 @@ pub fn fit_threads_to_available_cpus() {
     let available = std::thread::available_parallelism().map_or(1, |n| n.get()).min(i32::MAX as usize) as i32;
     if available < tch::get_num_threads() {
         tch::set_num_threads(available);
-        FITTED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-/// "2 threads", and why when they were fitted to the CPUs available: for run headers.
+/// "2 threads", and why when they are fewer than the machine's cores: for run headers.
 pub fn threads_line() -> String {
     let n = tch::get_num_threads();
     let threads = if n == 1 { "1 thread".to_string() } else { format!("{n} threads") };
-    match FITTED.load(std::sync::atomic::Ordering::SeqCst) {
-        true => format!("{threads}, the CPUs this process may use"),
-        false => threads,
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    // SAFETY: sysconf reads a system value; it has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i64;
+    if n as i64 == available && available < online {
+        format!("{threads}: this process may use {available} of the {online} cores (CPU affinity or a quota)")
+    } else {
+        threads
     }
 }

@@ -1,8 +1,11 @@
 //! `loss.png` / `loss.svg` for a run folder: val loss (solid, with markers) and train loss
 //! (dashed) against step, one colour per model, and a bar per model of its final val loss.
+//! A multi-seed run gets the spread instead: per model the mean val curve, a min–max band
+//! and faint per-seed lines, and bars of the mean final val loss with min–max whiskers.
 
 use crate::models::ModelKind;
 use crate::resume::EvalRow;
+use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -130,20 +133,166 @@ where
     Ok(())
 }
 
-/// Writes `loss.png` and `loss.svg` into `run_dir`.
-pub fn plot_run(run_dir: &Path) -> Result<()> {
-    let curves = read_curves(run_dir)?;
-    if curves.is_empty() {
-        bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+/// One model across the seeds of a multi-seed run.
+struct SeedCurves {
+    kind: ModelKind,
+    /// (seed, rows) of every seed that evaluated the model at least once.
+    runs: Vec<(i64, Vec<EvalRow>)>,
+}
+
+impl SeedCurves {
+    /// (step, mean, min, max) of the val loss over the seeds evaluated at that step.
+    fn val_spread(&self) -> Vec<(f64, f64, f64, f64)> {
+        let mut steps: Vec<i64> = self.runs.iter().flat_map(|(_, rows)| rows.iter().map(|r| r.step)).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+            .into_iter()
+            .map(|step| {
+                let vals: Vec<f64> =
+                    self.runs.iter().filter_map(|(_, rows)| rows.iter().find(|r| r.step == step)).map(|r| r.val_loss).collect();
+                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+                (step as f64, mean, vals.iter().cloned().fold(f64::MAX, f64::min), vals.iter().cloned().fold(f64::MIN, f64::max))
+            })
+            .collect()
     }
+
+    /// The final val loss of the seeds that got furthest (an interrupted seed's last row
+    /// is not final): (seeds, mean, min, max).
+    fn final_val(&self) -> (usize, f64, f64, f64) {
+        let last = self.runs.iter().filter_map(|(_, rows)| rows.last().map(|r| r.step)).max().unwrap_or(0);
+        let vals: Vec<f64> = self.runs.iter().filter_map(|(_, rows)| rows.last()).filter(|r| r.step == last).map(|r| r.val_loss).collect();
+        let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
+        (vals.len(), mean, vals.iter().cloned().fold(f64::MAX, f64::min), vals.iter().cloned().fold(f64::MIN, f64::max))
+    }
+}
+
+/// Every model of a multi-seed run, from its seed sub-folders.
+fn read_seed_curves(seed_runs: &[(i64, RunDir)]) -> Result<Vec<SeedCurves>> {
+    let mut models: Vec<SeedCurves> = Vec::new();
+    for (seed, sub) in seed_runs {
+        for (kind, rows) in read_curves(&sub.path)? {
+            match models.iter_mut().find(|m| m.kind == kind) {
+                Some(m) => m.runs.push((*seed, rows)),
+                None => models.push(SeedCurves { kind, runs: vec![(*seed, rows)] }),
+            }
+        }
+    }
+    models.sort_by_key(|m| m.kind);
+    Ok(models)
+}
+
+fn draw_seeds<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, models: &[SeedCurves], seeds: usize) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let (left, right) = root.split_horizontally((62).percent_width());
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let all_rows = || models.iter().flat_map(|m| m.runs.iter().flat_map(|(_, rows)| rows.iter()));
+    let (x0, x1) = fitted(all_rows().map(|r| r.step as f64), 0.04);
+    let (lo, hi) = fitted(all_rows().map(|r| r.val_loss), 0.06);
+    let caption = format!("val loss over {seeds} seeds (line: mean, band: min–max, faint: each seed)");
+    let mut chart = ChartBuilder::on(&left)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x0..x1, lo..hi)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("val loss").x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(err)?;
+    for m in models {
+        let color = color(m.kind);
+        let spread = m.val_spread();
+        let band: Vec<(f64, f64)> =
+            spread.iter().map(|&(x, _, _, max)| (x, max)).chain(spread.iter().rev().map(|&(x, _, min, _)| (x, min))).collect();
+        chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.18).filled()))).map_err(err)?;
+        for (_, rows) in &m.runs {
+            let line: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.val_loss)).collect();
+            chart.draw_series(LineSeries::new(line, color.mix(0.45).stroke_width(1))).map_err(err)?;
+        }
+        let mean: Vec<(f64, f64)> = spread.iter().map(|&(x, mean, _, _)| (x, mean)).collect();
+        chart
+            .draw_series(LineSeries::new(mean.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(m.kind.to_string().to_uppercase())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        chart.draw_series(mean.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+
+    let finals: Vec<(usize, f64, f64, f64)> = models.iter().map(SeedCurves::final_val).collect();
+    let names: Vec<String> = models.iter().map(|m| m.kind.to_string().to_uppercase()).collect();
+    let top = finals.iter().map(|f| f.3).fold(0.0, f64::max) * 1.15;
+    let n = finals.len() as f64;
+    let mut bars = ChartBuilder::on(&right)
+        .caption("final val loss (mean, min–max)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(45)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top.max(0.1))
+        .map_err(err)?;
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            names.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    bars.configure_mesh().disable_x_mesh().x_labels(finals.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
+    for (i, (&(_, mean, min, max), m)) in finals.iter().zip(models).enumerate() {
+        let x = i as f64;
+        let color = color(m.kind);
+        bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, mean)], color.mix(0.8).filled()))).map_err(err)?;
+        bars.draw_series(std::iter::once(ErrorBar::new_vertical(x, min, mean, max, BLACK.stroke_width(2), 10))).map_err(err)?;
+        let text = Text::new(format!("{mean:.2}"), (x - 0.25, max + top * 0.04), ("sans-serif", 13).into_font().color(&BLACK));
+        bars.draw_series(std::iter::once(text)).map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Writes `loss.png` and `loss.svg` into `run_dir`: a multi-seed run's spread when it has
+/// seed sub-folders, else its curves.
+pub fn plot_run(run_dir: &Path) -> Result<()> {
+    if !run_dir.is_dir() {
+        bail!("{} is not a run folder; pass a folder written by `chargpt train`", run_dir.display());
+    }
+    let seed_runs = RunDir::new(run_dir).seed_runs();
+    let size = (1200, 520);
+    let (png, svg) = (run_dir.join("loss.png"), run_dir.join("loss.svg"));
+    if seed_runs.is_empty() {
+        let curves = read_curves(run_dir)?;
+        if curves.is_empty() {
+            bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+        }
+        register_font();
+        draw(BitMapBackend::new(&png, size).into_drawing_area(), &curves)?;
+        draw(SVGBackend::new(&svg, size).into_drawing_area(), &curves)?;
+    } else {
+        let models = read_seed_curves(&seed_runs)?;
+        if models.is_empty() {
+            bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+        }
+        register_font();
+        let seeds = models.iter().map(|m| m.runs.len()).max().unwrap_or(0);
+        draw_seeds(BitMapBackend::new(&png, size).into_drawing_area(), &models, seeds)?;
+        draw_seeds(SVGBackend::new(&svg, size).into_drawing_area(), &models, seeds)?;
+    }
+    crate::say!("wrote {} and {}", png.display(), svg.display());
+    Ok(())
+}
+
+fn register_font() {
     static FONT: std::sync::Once = std::sync::Once::new();
     FONT.call_once(|| {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("fonts/DejaVuSans.ttf"));
     });
-    let size = (1200, 520);
-    let (png, svg) = (run_dir.join("loss.png"), run_dir.join("loss.svg"));
-    draw(BitMapBackend::new(&png, size).into_drawing_area(), &curves)?;
-    draw(SVGBackend::new(&svg, size).into_drawing_area(), &curves)?;
-    crate::say!("wrote {} and {}", png.display(), svg.display());
-    Ok(())
 }
