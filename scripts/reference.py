@@ -3,6 +3,7 @@ module names that give exactly its state-dict keys, get_batch, the blog's evalua
 and training loop, and generation. Plain PyTorch (plus safetensors for checkpoints).
 
     python scripts/reference.py train --model v10 --seed 1337 --data data/shakespeare.txt ...
+    python scripts/reference.py train --preset cpu --model v1,v2 --seeds 1337,1338 --csv OUT.csv ...
     python scripts/reference.py eval --checkpoint RUN/v10.safetensors --data data/shakespeare.txt
     python scripts/reference.py export --model v10 --seed 1 --vocab-from data.txt --out DIR
 
@@ -359,17 +360,20 @@ def deterministic_loss(model, data, block_size):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="the blog's run for one model, printing chargpt's lines")
-    t.add_argument("--model", required=True)
+    t = sub.add_parser("train", help="the blog's run for each model (and seed), printing chargpt's lines")
+    t.add_argument("--model", required=True, help="a model, or a comma-separated list (v1,v4,v10)")
     t.add_argument("--seed", type=int, default=1337)
+    t.add_argument("--seeds", help="comma-separated seeds: each model once per seed (as chargpt train --seeds)")
     t.add_argument("--data", required=True)
-    # Defaults: the blog preset, from the file chargpt reads its presets from.
-    blog = json.loads((pathlib.Path(__file__).resolve().parent.parent / "src" / "presets.json").read_text())["blog"]
+    # Defaults: a preset (blog unless --preset), from the file chargpt reads its presets from.
+    presets = json.loads((pathlib.Path(__file__).resolve().parent.parent / "src" / "presets.json").read_text())
+    t.add_argument("--preset", choices=[k for k in presets if k != "about"], default="blog")
     for flag, typ in [("batch-size", int), ("block-size", int), ("n-embed", int), ("num-heads", int), ("block-layers", int),
                       ("dropout", float), ("lr", float), ("steps", int), ("eval-every", int), ("eval-steps", int),
                       ("generate-chars", int)]:
-        t.add_argument(f"--{flag}", type=typ, default=blog[flag.replace("-", "_")])
+        t.add_argument(f"--{flag}", type=typ, default=None, help="default: the preset's")
     t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--csv", help="append model,seed,final_loss_step,final_train_loss,final_val_loss rows here")
     e = sub.add_parser("eval", help="deterministic loss of a checkpoint (as `chargpt eval`)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True)
@@ -384,6 +388,9 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     if a.cmd == "train":
+        for key, value in presets[a.preset].items():
+            if key != "about" and getattr(a, key) is None:
+                setattr(a, key, value)
         if a.threads:
             torch.set_num_threads(a.threads)
         text = load_text(a.data)
@@ -391,11 +398,23 @@ def main(argv=None):
         train, val = split(vocab.encode(text))
         cfg = dict(vocab_size=len(vocab.chars), n_embed=a.n_embed, num_heads=a.num_heads,
                    block_size=a.block_size, block_layers=a.block_layers, dropout=a.dropout)
-        name = a.model.lower()
-        _, _, _, _, tokens = train_run(name, cfg, train, val, a.seed, a.batch_size, a.lr, a.steps,
-                                       a.eval_every, a.eval_steps, a.generate_chars,
-                                       log=lambda s: print(s, flush=True))
-        print(f"--- {name} sample ---\n{vocab.decode(tokens)}\n---")
+        seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else [a.seed]
+        for seed in seeds:
+            if a.seeds:
+                print(f"=== seed {seed}", flush=True)
+            for name in a.model.lower().split(","):
+                _, _, _, evals, tokens = train_run(name, cfg, train, val, seed, a.batch_size, a.lr, a.steps,
+                                                   a.eval_every, a.eval_steps, a.generate_chars,
+                                                   log=lambda s: print(s, flush=True))
+                print(f"--- {name} sample ---\n{vocab.decode(tokens)}\n---", flush=True)
+                if a.csv:
+                    path = pathlib.Path(a.csv)
+                    new_file = not path.exists()
+                    with path.open("a") as f:
+                        if new_file:
+                            f.write("model,seed,final_loss_step,final_train_loss,final_val_loss\n")
+                        step, tl, vl = evals[-1]
+                        f.write(f"{name},{seed},{step},{tl!r},{vl!r}\n")
     elif a.cmd == "eval":
         model, info = load_checkpoint(a.checkpoint)
         vocab = Vocab(info["vocab"])

@@ -110,3 +110,32 @@ fn same_seed_same_printed_run_as_pytorch() {
     assert_eq!(a.len(), 4, "{ours}");
     assert_eq!(a, b, "chargpt and PyTorch print the same evaluations and sample");
 }
+
+/// A multi-seed run and the reference's run of the same seeds agree run by run, to the
+/// last bit, as `scripts/loss_table.py` reports for the README.
+#[test]
+fn a_multi_seed_run_equals_the_references_seed_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    ok(&strs(&tiny_train(&run, "v1,v10", &["--seeds", "5,6"])));
+    let csv = dir.path().join("pytorch.csv");
+    let (csv_s, data) = (csv.to_str().unwrap(), excerpt());
+    py_ok(&["train", "--preset", "tiny", "--model", "v1,v10", "--seeds", "5,6", "--data", data.to_str().unwrap(), "--csv", csv_s]);
+    let table = |csv: &str| {
+        let out = Command::new("python3").arg(root().join("scripts/loss_table.py")).arg(&run).args(["--pytorch", csv]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = table(csv_s);
+    assert!(out.contains("4 of 4 runs identical"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("| V10 |") && l.contains(" | 2 | ")), "the spread table, 2 seeds: {out}");
+    // A reference value off by one ulp is reported.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let row = text.lines().nth(1).unwrap();
+    let val: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+    let off = dir.path().join("off.csv");
+    std::fs::write(&off, text.replace(row, &row.replace(&format!("{val:?}"), &format!("{:?}", f64::from_bits(val.to_bits() + 1)))))
+        .unwrap();
+    let out = table(off.to_str().unwrap());
+    assert!(out.contains("3 of 4 runs identical") && out.contains("**no**"), "{out}");
+}
