@@ -104,6 +104,11 @@ if wants device; then
   for p in $(echo fp32 $PRECISIONS | tr ' ' '\n' | awk '!seen[$0]++'); do
     phase "matmul-$p" "$BIN" bench --device "$DEV" --matmul-peak --precision "$p"
   done
+  # A size no device holds is refused before allocating, against the device's free memory
+  # (on CUDA: "... GB free on the GPU"), in one line and with exit 1.
+  phase footprint-refused bash -c "out=\$(\"$BIN\" train --device $DEV --models v10 --n-embed 200000 --no-plot \
+    --data reference/excerpt.txt --out $OUT/too-big 2>&1); rc=\$?; echo \"\$out\"; \
+    [ \$rc = 1 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'error: v10 at these sizes needs about'"
 fi
 
 FAST_OK=0

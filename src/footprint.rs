@@ -57,15 +57,50 @@ pub fn available_bytes() -> Option<f64> {
     Some(cgroup.map_or(kb * 1024.0, |c| c.min(kb * 1024.0)))
 }
 
-/// Refuses a training whose estimate exceeds the memory available (CPU runs; libtorch
-/// reports CUDA's own out-of-memory as one line already).
-pub fn check_training(models: &[ModelKind], cfg: &Config, batch_size: i64) -> Result<()> {
-    let Some(available) = available_bytes() else { return Ok(()) };
+/// Free memory of the current CUDA device, asked of the CUDA runtime that libtorch has
+/// loaded (looked up among the loaded libraries, never loaded anew); None without one.
+pub fn cuda_free_bytes() -> Option<f64> {
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
+    for name in [c"libcudart.so.13", c"libcudart.so.12"] {
+        // SAFETY: RTLD_NOLOAD only finds a library already loaded (nothing is initialised);
+        // the symbol, when present, is the runtime API's `cudaError_t cudaMemGetInfo(size_t*,
+        // size_t*)`, called with two valid pointers; the handle is closed once.
+        unsafe {
+            let handle = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            if handle.is_null() {
+                continue;
+            }
+            let symbol = libc::dlsym(handle, c"cudaMemGetInfo".as_ptr());
+            let free = (!symbol.is_null()).then(|| {
+                let mem_get_info: MemGetInfo = std::mem::transmute(symbol);
+                let (mut free, mut total) = (0usize, 0usize);
+                (mem_get_info(&mut free, &mut total) == 0).then_some(free as f64)
+            });
+            libc::dlclose(handle);
+            return free.flatten();
+        }
+    }
+    None
+}
+
+/// Refuses a training whose estimate exceeds the memory available: the RAM (and cgroup
+/// limit) for a CPU run, the GPU's free memory for a CUDA run, so that neither the
+/// kernel's OOM killer nor a CUDA out-of-memory halfway through a run is the answer.
+pub fn check_training(models: &[ModelKind], cfg: &Config, batch_size: i64, device: tch::Device) -> Result<()> {
+    match device.is_cuda() {
+        true => check_against(models, cfg, batch_size, cuda_free_bytes(), "free on the GPU"),
+        false => check_against(models, cfg, batch_size, available_bytes(), "available"),
+    }
+}
+
+/// [`check_training`] against `available` bytes (None: unknown, nothing refused).
+fn check_against(models: &[ModelKind], cfg: &Config, batch_size: i64, available: Option<f64>, what: &str) -> Result<()> {
+    let Some(available) = available else { return Ok(()) };
     for &kind in models {
         let need = training_bytes(kind, cfg, batch_size);
         if need > available {
             bail!(
-                "{kind} at these sizes needs about {:.1} GB to train, more than the {:.1} GB available; use a smaller --batch-size, --block-size or --n-embed",
+                "{kind} at these sizes needs about {:.1} GB to train, more than the {:.1} GB {what}; use a smaller --batch-size, --block-size or --n-embed",
                 need / 1e9,
                 available / 1e9
             );
@@ -96,9 +131,24 @@ mod tests {
     #[test]
     fn hopeless_sizes_are_refused_and_ordinary_ones_pass() {
         let cfg = |c, t| Config { vocab_size: 84, n_embed: c, num_heads: 4, block_size: t, block_layers: 4, dropout: 0.2 };
-        check_training(&ModelKind::ALL, &cfg(128, 64), 32).unwrap();
-        let err = check_training(&[ModelKind::V2], &cfg(100_000_000, 64), 32).unwrap_err().to_string();
+        let cpu = tch::Device::Cpu;
+        check_training(&ModelKind::ALL, &cfg(128, 64), 32, cpu).unwrap();
+        let err = check_training(&[ModelKind::V2], &cfg(100_000_000, 64), 32, cpu).unwrap_err().to_string();
         assert!(err.contains("GB to train") && err.contains("--n-embed"), "{err}");
-        assert!(check_training(&[ModelKind::V10], &cfg(128, 200_000), 8).is_err());
+        assert!(check_training(&[ModelKind::V10], &cfg(128, 200_000), 8, cpu).is_err());
+    }
+
+    /// On a GPU the same rule holds against its free memory: the blog preset fits an
+    /// 80 GB card with 79 GB free, and not one with 1 GB free, which the message names.
+    #[test]
+    fn on_a_gpu_the_estimate_is_held_against_its_free_memory() {
+        let blog = Config { vocab_size: 84, n_embed: 384, num_heads: 6, block_size: 256, block_layers: 6, dropout: 0.3 };
+        check_against(&ModelKind::ALL, &blog, 64, Some(79e9), "free on the GPU").unwrap();
+        let err = check_against(&ModelKind::ALL, &blog, 64, Some(1e9), "free on the GPU").unwrap_err().to_string();
+        assert!(err.contains("GB free on the GPU") && err.contains("--batch-size"), "{err}");
+        check_against(&ModelKind::ALL, &blog, 1 << 40, None, "free on the GPU").unwrap();
+        if !tch::Cuda::is_available() {
+            assert_eq!(cuda_free_bytes(), None, "no GPU, no CUDA runtime answer");
+        }
     }
 }

@@ -42,9 +42,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     };
     let data = Dataset::new(&text).to_device(device);
     data.check_block_size(opts.block_size)?;
-    if !device.is_cuda() {
-        chargpt::footprint::check_training(&opts.models, &opts.model_config(data.vocab.len() as i64), opts.batch_size)?;
-    }
+    chargpt::footprint::check_training(&opts.models, &opts.model_config(data.vocab.len() as i64), opts.batch_size, device)?;
     let run = match (&args.resume, &args.out) {
         (Some(_), _) => run,
         (None, Some(_)) => {

@@ -35,7 +35,7 @@ fn the_gpu_checks_rehearse_on_the_cpu() {
     let out = dir.path().join("out");
     // A run long enough to be cut by a 2-second budget (SIGINT: chargpt checkpoints).
     let summary = gpu_checks(&out, &[("GPU_CHECKS_DRY_STEPS", "2001"), ("GPU_CHECKS_RUN_BUDGET_S", "2")]);
-    for phase in ["matmul-fp32 rc=0", "parity-faithful rc=0", "parity-fast rc=0", "bench-fp32 rc=0"] {
+    for phase in ["matmul-fp32 rc=0", "footprint-refused rc=0", "parity-faithful rc=0", "parity-fast rc=0", "bench-fp32 rc=0"] {
         assert!(summary.contains(phase), "{phase} missing from:\n{summary}");
     }
     assert!(summary.contains("train rc=130") || summary.contains("train rc=0"), "{summary}");
