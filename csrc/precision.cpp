@@ -1,5 +1,5 @@
 // Precision switches tch does not expose: TF32 for CUDA matmuls/convolutions, and bf16
-// autocast on CUDA (thread-local, like `torch.autocast("cuda", torch.bfloat16)`).
+// autocast (thread-local, like `torch.autocast("cuda" or "cpu", torch.bfloat16)`).
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 
@@ -16,14 +16,15 @@ int chargpt_set_tf32(int enabled) {
   });
 }
 
-// Enters (enabled=1) or leaves (0) bf16 autocast for CUDA ops on this thread. Leaving
-// clears the cast cache, as leaving PyTorch's outermost autocast context does: the
-// cached bf16 copies of the weights go stale once the optimiser updates them.
-// Returns 0, or -1 on a libtorch error.
-int chargpt_autocast_bf16(int enabled) {
+// Enters (enabled=1) or leaves (0) bf16 autocast for the ops of one device type (cuda=1:
+// CUDA, 0: CPU) on this thread. Leaving clears the cast cache, as leaving PyTorch's
+// outermost autocast context does: the cached bf16 copies of the weights go stale once
+// the optimiser updates them. Returns 0, or -1 on a libtorch error.
+int chargpt_autocast_bf16(int enabled, int cuda) {
   return chargpt::guarded(-1, [&] {
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, enabled != 0);
+    const auto device = cuda ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_dtype(device, at::kBFloat16);
+    at::autocast::set_autocast_enabled(device, enabled != 0);
     if (!enabled) at::autocast::clear_cache();
     return 0;
   });

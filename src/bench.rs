@@ -89,7 +89,7 @@ impl StepBench {
 
     /// One training step, as the trainer does it; returns the loss.
     pub fn step(&mut self) -> f64 {
-        let loss = self.precision.forward(|| self.model.loss(&self.x, &self.y, true));
+        let loss = self.precision.forward(self.x.device(), || self.model.loss(&self.x, &self.y, true));
         self.opt.zero_grad().unwrap_or_else(|e| crate::ffi::raise(e));
         loss.backward();
         self.opt.step().unwrap_or_else(|e| crate::ffi::raise(e));

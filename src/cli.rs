@@ -145,7 +145,8 @@ pub(crate) struct TrainArgs {
     /// Implementation of the layers (same parameters, same function) [default: faithful].
     #[arg(long = "impl", value_enum)]
     pub(crate) implementation: Option<Implementation>,
-    /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU; bf16 = autocast, CUDA only).
+    /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU). bf16: the forward pass
+    /// under bf16 autocast, on CUDA or the CPU (fast where the CPU has AVX512-BF16 or AMX).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,
 }

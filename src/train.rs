@@ -442,7 +442,7 @@ impl<'a> Trainer<'a> {
         let TrainJob { kind, opts, data, device, .. } = *self.job;
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
-        let loss = opts.precision.forward(|| self.model.loss(&x, &y, true));
+        let loss = opts.precision.forward(device, || self.model.loss(&x, &y, true));
         self.opt.zero_grad()?;
         loss.backward();
         self.opt.step()?;

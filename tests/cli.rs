@@ -131,7 +131,7 @@ fn bad_sizes_and_names_are_refused() {
     fails_with(&["generate"], "--checkpoint");
     if !tch::Cuda::is_available() {
         fails_with(&strs(&tiny_train(&out, "v1", &["--device", "cuda"])), "no CUDA GPU");
-        fails_with(&strs(&tiny_train(&out, "v1", &["--precision", "bf16"])), "--precision bf16 is for CUDA");
+        fails_with(&strs(&tiny_train(&out, "v1", &["--precision", "tf32"])), "--precision tf32 is for CUDA");
     }
     assert!(!out.exists());
 }
@@ -465,4 +465,16 @@ fn sizes_that_cannot_fit_in_memory_are_refused_up_front() {
     }
     assert!(!dir.path().join("big").exists(), "refused before the run folder was made");
     fails_with(&["models", "--vocab-size", "1000000000"], "GB of parameters");
+}
+
+/// `--precision bf16` trains on the CPU too (autocast), and the run records it.
+#[test]
+fn bf16_trains_on_the_cpu_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1,v10", &["--precision", "bf16", "--impl", "fast"])));
+    let run: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["precision"], "bf16");
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(summary.lines().count() == 3 && !summary.contains("NaN"), "{summary}");
 }

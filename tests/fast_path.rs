@@ -174,3 +174,47 @@ fn fast_path_trains_to_the_same_loss() {
     let (a, b) = (run(&opts(Implementation::Faithful)), run(&opts(Implementation::Fast)));
     assert!((a - b).abs() < 0.15, "faithful val loss {a} vs fast {b}");
 }
+
+/// `--precision bf16` on the CPU: the forward pass under bf16 autocast (both paths) gives
+/// the fp32 loss to bf16's precision and gradients that point the same way (cosine > 0.99
+/// per tensor); outside the autocast scope everything is fp32 again.
+#[test]
+fn bf16_autocast_on_the_cpu_agrees_with_fp32_to_bf16_precision() {
+    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = Config { vocab_size: 30, n_embed: 64, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 };
+    for imp in [Implementation::Faithful, Implementation::Fast] {
+        for kind in [ModelKind::V5, ModelKind::V8, ModelKind::V10] {
+            tch::manual_seed(5);
+            let model = Model::with_implementation(kind, &cfg, imp, Device::Cpu).unwrap();
+            let idx = Tensor::randint(30, [8, 16], (Kind::Int64, Device::Cpu));
+            let targets = Tensor::randint(30, [8, 16], (Kind::Int64, Device::Cpu));
+            let grads = |precision: chargpt::precision::Precision| {
+                for (_, p) in model.named_parameters() {
+                    if p.grad().defined() {
+                        let _ = p.grad().zero_();
+                    }
+                }
+                let loss = precision.forward(Device::Cpu, || model.loss(&idx, &targets, true));
+                loss.backward();
+                // The unused top-level `ff` of V7..V10 has no gradient: zeros.
+                let g: Vec<Tensor> = model
+                    .named_parameters()
+                    .iter()
+                    .map(|(_, p)| if p.grad().defined() { p.grad().copy() } else { p.zeros_like() })
+                    .collect();
+                (loss.double_value(&[]), loss.kind(), g)
+            };
+            let (l32, k32, g32) = grads(chargpt::precision::Precision::Fp32);
+            let (l16, _, g16) = grads(chargpt::precision::Precision::Bf16);
+            assert_eq!(k32, Kind::Float);
+            assert!((l16 - l32).abs() <= 1e-2 * l32.abs(), "{kind} {imp:?}: loss {l16} under bf16, {l32} in fp32");
+            assert_ne!(l16, l32, "{kind} {imp:?}: bf16 autocast changed nothing: was it on?");
+            for (((name, _), a), b) in model.named_parameters().iter().zip(&g32).zip(&g16) {
+                let cos = (a * b).sum(Kind::Double).double_value(&[]) / (a.norm().double_value(&[]) * b.norm().double_value(&[]) + 1e-30);
+                assert!(a.norm().double_value(&[]) == 0.0 || cos > 0.99, "{kind} {imp:?} {name}: gradient cosine {cos}");
+            }
+            let after = model.forward(&idx, false);
+            assert_eq!(after.kind(), Kind::Float, "autocast left on after the scope");
+        }
+    }
+}
