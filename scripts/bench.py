@@ -1,6 +1,10 @@
 """`make bench`: chargpt (faithful and fast) and PyTorch eager side by side, model by
 model, interleaved so that drift of the machine hits both alike. Writes
-results/bench-<device>.csv and prints the table."""
+results/bench-<device>.csv and prints the table.
+
+`--contention` (CPU): the same sides alone, beside one busy process (a one-thread
+`while True: pass`), and beside a second copy of themselves, for V5, V8 and V10 and for
+generation; writes results/bench-cpu-contention.csv."""
 import argparse
 import csv
 import io
@@ -47,7 +51,11 @@ def main():
     ap.add_argument("--compile-timeout-s", type=float, default=180)
     ap.add_argument("--one-process-per-round", action="store_true",
                     help="one process per side and round for all models, instead of one per model (for a GPU, where a process start costs seconds)")
+    ap.add_argument("--contention", action="store_true",
+                    help="time each side alone, beside a busy process and beside a copy of itself (default models v5,v8,v10, 3 rounds)")
     a = ap.parse_args()
+    if a.contention:
+        return contention(a)
     config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
     dev = "cuda" if a.device.startswith("cuda") else "cpu"
     precision = a.precision or ("tf32" if dev == "cuda" else "fp32")
@@ -129,6 +137,85 @@ def main():
         print(f"| {r['model']} | {r['parameters']:,} | {r['rust_ms_per_step']} | {r['fast_ms_per_step']} | "
               f"{r['pytorch_ms_per_step']} | {r['ratio_rust_pytorch']} | {r['ratio_fast_pytorch']} | "
               f"{r['fast_gflops']} | {r['fast_pct_of_peak']} |")
+    print(f"\nwrote {out}")
+
+
+def run_beside(cmd, situation):
+    """The rows of `cmd` run alone, beside a busy process, or beside a copy of itself
+    (then the rows of both copies)."""
+    if situation == "alone":
+        return rows(cmd)
+    if situation == "busy":
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            return rows(cmd)
+        finally:
+            busy.kill()
+            busy.wait()
+    copies = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    out = []
+    for p in copies:
+        stdout, stderr = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"{cmd}: {stderr}")
+        out += list(csv.DictReader(io.StringIO(stdout)))
+    return out
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+
+def contention(a):
+    """Step and generation times of each side alone, beside one busy process, and beside
+    a second copy of itself; rounds alternate the order of situations and sides."""
+    models = a.models.split(",") if a.models != ",".join(f"v{i}" for i in range(1, 11)) else ["v5", "v8", "v10"]
+    rounds = a.rounds if a.rounds != 9 else 3
+    sides = ("faithful", "pytorch", "fast")
+    situations = ("alone", "busy", "pair")
+    precision = a.precision or "fp32"
+
+    def command(side, name):
+        common = ["--models", name, "--config", "cpu", "--threads", str(a.threads), "--budget-s", str(a.budget_s),
+                  "--precision", precision]
+        if side == "pytorch":
+            return [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", "cpu"] + common
+        return [BIN, "bench", "--impl", side, "--device", "cpu"] + common
+
+    print(f"contention: {rounds} rounds of {a.budget_s}s per side, model and situation, median", flush=True)
+    table = []
+    for name in models:
+        got = {(k, s): [] for k in sides for s in situations}
+        for r in range(rounds):
+            for s in (situations if r % 2 == 0 else tuple(reversed(situations))):
+                for k in (sides if r % 2 == 0 else tuple(reversed(sides))):
+                    got[(k, s)] += run_beside(command(k, name), s)
+        for k in sides:
+            ms = {s: median([float(row["ms_per_step"]) for row in got[(k, s)]]) for s in situations}
+            gen = {s: median([float(row["gen_chars_per_s"]) for row in got[(k, s)]]) for s in situations}
+            row = dict(model=name, side=k, threads=got[(k, "alone")][0]["threads"], precision=precision,
+                       ms_alone=round(ms["alone"], 2), ms_busy=round(ms["busy"], 2), ms_pair=round(ms["pair"], 2),
+                       busy_over_alone=round(ms["busy"] / ms["alone"], 2), pair_over_alone=round(ms["pair"] / ms["alone"], 2),
+                       busy_worst_ms=round(max(float(row["ms_per_step"]) for row in got[(k, "busy")]), 2),
+                       gen_chars_per_s_alone=round(gen["alone"], 1), gen_chars_per_s_busy=round(gen["busy"], 1),
+                       gen_chars_per_s_pair=round(gen["pair"], 1))
+            table.append(row)
+            print(f"{name:>4} {k:>8}: alone {ms['alone']:8.2f} ms  busy {ms['busy']:8.2f} ms ({row['busy_over_alone']}x)  "
+                  f"pair {ms['pair']:8.2f} ms ({row['pair_over_alone']}x)  generation {gen['alone']:.0f} / {gen['busy']:.0f} / "
+                  f"{gen['pair']:.0f} chars/s", flush=True)
+    out = pathlib.Path(a.out or ROOT / "results" / "bench-cpu-contention.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    print("\n| model | side | alone ms | beside a busy process | beside a copy of itself | generation chars/s alone / busy / pair |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for r in table:
+        print(f"| {r['model']} | {r['side']} | {r['ms_alone']} | {r['ms_busy']} ({r['busy_over_alone']}×) | "
+              f"{r['ms_pair']} ({r['pair_over_alone']}×) | {r['gen_chars_per_s_alone']:.0f} / {r['gen_chars_per_s_busy']:.0f} / "
+              f"{r['gen_chars_per_s_pair']:.0f} |")
     print(f"\nwrote {out}")
 
 

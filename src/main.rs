@@ -224,6 +224,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if matches!(cli.command, Command::Train(_) | Command::Bench(_)) {
+        chargpt::device::restart_with_short_omp_spin();
+    }
     chargpt::panics::install_hook();
     chargpt::device::fit_threads_to_available_cpus();
     let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|payload| Err(chargpt::panics::to_error(payload).into()));

@@ -45,9 +45,11 @@ impl Sampling {
 
 /// Extends `context` by `n` tokens, calling `emit` with each one as soon as it is drawn;
 /// `emit` returning `ControlFlow::Break` stops early (Ctrl-C, a closed pipe).
-/// V1/V2 see the whole context; V3..V10 only its last `block_size` tokens.
+/// V1/V2 see the whole context; V3..V10 only its last `block_size` tokens. On the CPU it
+/// computes with one thread (`crate::device::OneThread`).
 pub fn generate(model: &Model, context: &[i64], n: usize, sampling: Sampling, mut emit: impl FnMut(i64) -> ControlFlow<()>) -> Vec<i64> {
     let device = model.device();
+    let _one_thread = (!device.is_cuda()).then(crate::device::OneThread::enter);
     let mut tokens = context.to_vec();
     let mut idx = Tensor::from_slice(context).view([1, -1]).to_device(device);
     tch::no_grad(|| {
@@ -112,5 +114,31 @@ pub fn stream(
     match failed.into_inner() {
         Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Config;
+    use crate::models::ModelKind;
+
+    /// Generation on the CPU computes with one thread, and gives the others back after.
+    #[test]
+    fn generation_uses_one_thread_and_restores_the_count() {
+        let _rng = crate::rng_lock();
+        let cfg = Config { vocab_size: 10, n_embed: 8, num_heads: 2, block_size: 4, block_layers: 1, dropout: 0.0 };
+        let model = Model::new(ModelKind::V10, &cfg, tch::Device::Cpu).unwrap();
+        let before = tch::get_num_threads();
+        tch::set_num_threads(2);
+        let mut during = Vec::new();
+        generate(&model, &[1], 5, Sampling::default(), |_| {
+            during.push(tch::get_num_threads());
+            ControlFlow::Continue(())
+        });
+        let after = tch::get_num_threads();
+        tch::set_num_threads(before);
+        assert_eq!(during, vec![1; 5]);
+        assert_eq!(after, 2);
     }
 }
