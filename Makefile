@@ -43,10 +43,13 @@ test: build
 reference: $(STAMP)
 	$(PY) scripts/dump_reference.py
 
-# chargpt (faithful, fast) and PyTorch eager side by side -> results/bench-cpu.csv;
-# then criterion's own statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU.
+# chargpt (faithful, fast) and PyTorch eager side by side, and bf16 autocast of the fast path
+# and of PyTorch for V5, V8, V10 -> results/bench-cpu.csv; the same beside a busy process
+# and beside a copy of themselves -> results/bench-cpu-contention.csv; then criterion's own
+# statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU (no contention part).
 bench: build
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) scripts/bench.py --bf16-models v5,v8,v10 $(BENCH_ARGS)
+	if [ -z "$(BENCH_ARGS)" ]; then $(PY) scripts/bench.py --contention; fi
 	cargo bench --bench step
 
 # The mutation table (results/mutants.md): each spec detail changed, and the tests that notice.

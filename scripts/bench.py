@@ -51,6 +51,8 @@ def main():
     ap.add_argument("--compile-timeout-s", type=float, default=180)
     ap.add_argument("--one-process-per-round", action="store_true",
                     help="one process per side and round for all models, instead of one per model (for a GPU, where a process start costs seconds)")
+    ap.add_argument("--bf16-models", default="",
+                    help="models that also get bf16-autocast sides (chargpt fast and PyTorch eager), timed in the same rounds")
     ap.add_argument("--contention", action="store_true",
                     help="time each side alone, beside a busy process and beside a copy of itself (default models v5,v8,v10, 3 rounds)")
     a = ap.parse_args()
@@ -69,9 +71,13 @@ def main():
     models = a.models.split(",")
     sides = ("faithful", "pytorch", "fast")
 
+    bf16_models = [m for m in a.bf16_models.split(",") if m]
+    bf16_sides = ("fast_bf16", "pytorch_bf16")
+
     def command(side, names):
+        side, _, side_precision = side.partition("_")
         common = ["--models", ",".join(names), "--config", config, "--threads", str(threads), "--budget-s", str(a.budget_s),
-                  "--precision", precision]
+                  "--precision", side_precision or precision]
         if side == "pytorch":
             return [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common
         return [BIN, "bench", "--impl", side, "--device", dev] + common
@@ -79,17 +85,19 @@ def main():
     # runs[side][model]: one row per round. Per model, each round a fresh process per side
     # (speed varies per process on a shared CPU); with --one-process-per-round, one process
     # per side and round measures every model (a GPU's process start costs seconds).
-    runs = {k: {m: [] for m in models} for k in sides}
+    runs = {k: {m: [] for m in models} for k in sides + bf16_sides}
     groups = [models] if a.one_process_per_round else [[m] for m in models]
     for group in groups:
+        group_sides = sides + (bf16_sides if any(m in bf16_models for m in group) else ())
         for r in range(a.rounds):
             # Alternate the order so that drift of the machine hits every side alike.
-            for k in (sides if r % 2 == 0 else tuple(reversed(sides))):
+            for k in (group_sides if r % 2 == 0 else tuple(reversed(group_sides))):
                 for row in rows(command(k, group)):
                     runs[k][row["model"]].append(row)
     for name in models:
         pick = lambda k: sorted(runs[k][name], key=lambda row: float(row["ms_per_step"]))[len(runs[k][name]) // 2]
         faithful, pytorch, fast = pick("faithful"), pick("pytorch"), pick("fast")
+        bf16 = {k: float(pick(k)["ms_per_step"]) if runs[k][name] else float("nan") for k in bf16_sides}
         # torch.compile: once, after the others (its compilation is what takes time).
         compiled = compiled_row(command("pytorch", [name]) + ["--compile", "--generate-chars", "0"], a.compile_timeout_s) if name in compile_models else None
         compiled_ms = float(compiled["ms_per_step"]) if compiled else float("nan")
@@ -117,6 +125,10 @@ def main():
             pytorch_gen_chars_per_s=float(pytorch["gen_chars_per_s"]),
             pytorch_compile_ms_per_step=round(compiled_ms, 3),
             ratio_fast_pytorch_compile=round(fast_ms / compiled_ms, 3),
+            fast_bf16_ms_per_step=round(bf16["fast_bf16"], 3),
+            pytorch_bf16_ms_per_step=round(bf16["pytorch_bf16"], 3),
+            ratio_fast_bf16_pytorch=round(bf16["fast_bf16"] / py_ms, 3),
+            ratio_fast_bf16_pytorch_bf16=round(bf16["fast_bf16"] / bf16["pytorch_bf16"], 3),
             threads=threads,
             config=config,
             precision=precision,
@@ -125,6 +137,10 @@ def main():
         print(f"{name:>4}: rust {rust_ms:8.2f} ms  fast {fast_ms:8.2f} ms  pytorch {py_ms:8.2f} ms  "
               f"ratio {row['ratio_rust_pytorch']:.2f} / fast {row['ratio_fast_pytorch']:.2f}  "
               f"fast {row['fast_pct_of_peak']:.1f}% of peak", flush=True)
+        if name in bf16_models:
+            print(f"      bf16 autocast: fast {bf16['fast_bf16']:8.2f} ms  pytorch {bf16['pytorch_bf16']:8.2f} ms  "
+                  f"fast bf16 / pytorch fp32 {row['ratio_fast_bf16_pytorch']:.2f}, / pytorch bf16 "
+                  f"{row['ratio_fast_bf16_pytorch_bf16']:.2f}", flush=True)
     out = pathlib.Path(a.out or ROOT / "results" / f"bench-{a.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
