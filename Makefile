@@ -46,10 +46,10 @@ reference: $(STAMP)
 # chargpt (faithful, fast) and PyTorch eager side by side, and bf16 autocast of the fast path
 # and of PyTorch for V5, V8, V10 -> results/bench-cpu.csv; the same beside a busy process
 # and beside a copy of themselves -> results/bench-cpu-contention.csv; then criterion's own
-# statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU (no contention part).
+# statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU (no contention part there).
 bench: build
 	$(PY) scripts/bench.py --bf16-models v5,v8,v10 $(BENCH_ARGS)
-	if [ -z "$(BENCH_ARGS)" ]; then $(PY) scripts/bench.py --contention; fi
+	case "$(BENCH_ARGS)" in *cuda*) ;; *) $(PY) scripts/bench.py --contention ;; esac
 	cargo bench --bench step
 
 # The mutation table (results/mutants.md): each spec detail changed, and the tests that notice.
