@@ -192,6 +192,8 @@ where
     let all_rows = || models.iter().flat_map(|m| m.runs.iter().flat_map(|(_, rows)| rows.iter()));
     let (x0, x1) = fitted(all_rows().map(|r| r.step as f64), 0.04);
     let (lo, hi) = fitted(all_rows().map(|r| r.val_loss), 0.06);
+    // Headroom above the curves for the legend (up to ten entries), so that it covers none.
+    let hi = hi + 0.04 * (hi - lo) * models.len() as f64;
     let caption = format!("val loss over {seeds} seeds (line: mean, band: min–max, faint: each seed)");
     let mut chart = ChartBuilder::on(&left)
         .caption(caption, ("sans-serif", 18))
@@ -251,7 +253,8 @@ where
         let x = i as f64;
         let color = color(m.kind);
         bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, mean)], color.mix(0.8).filled()))).map_err(err)?;
-        bars.draw_series(std::iter::once(ErrorBar::new_vertical(x, min, mean, max, BLACK.stroke_width(2), 10))).map_err(err)?;
+        let whisker = [vec![(x, min), (x, max)], vec![(x - 0.15, min), (x + 0.15, min)], vec![(x - 0.15, max), (x + 0.15, max)]];
+        bars.draw_series(whisker.into_iter().map(|points| PathElement::new(points, BLACK.stroke_width(2)))).map_err(err)?;
         let text = Text::new(format!("{mean:.2}"), (x - 0.25, max + top * 0.04), ("sans-serif", 13).into_font().color(&BLACK));
         bars.draw_series(std::iter::once(text)).map_err(err)?;
     }
