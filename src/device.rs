@@ -79,7 +79,7 @@ pub fn threads_line() -> String {
     // SAFETY: sysconf reads a system value; it has no preconditions.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i64;
     if n as i64 == available && available < online {
-        format!("{threads}: this process may use {available} of the {online} cores (CPU affinity or a quota)")
+        format!("{threads}: {available} of the {online} cores, by CPU affinity or quota")
     } else {
         threads
     }

@@ -153,5 +153,5 @@ fn the_thread_count_follows_cpu_affinity() {
     }
     let r: Run = cmd.output().unwrap().into();
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains(&format!("on cpu (1 thread: this process may use 1 of the {online} cores")), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("on cpu (1 thread: 1 of the {online} cores, by CPU affinity or quota)")), "{}", r.stdout);
 }
