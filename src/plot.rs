@@ -7,6 +7,7 @@ use crate::models::ModelKind;
 use crate::resume::EvalRow;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -66,9 +67,6 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[(ModelKind, 
 where
     DB::ErrorType: 'static,
 {
-    let finals: Vec<(String, f64)> =
-        curves.iter().filter_map(|(k, r)| r.last().map(|r| (k.to_string().to_uppercase(), r.val_loss))).collect();
-    let names: Vec<String> = finals.iter().map(|(n, _)| n.clone()).collect();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
@@ -89,25 +87,66 @@ where
         let val: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.val_loss)).collect();
         let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.train_loss)).collect();
         chart.draw_series(DashedLineSeries::new(train, 6, 4, color.stroke_width(1))).map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(val.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(kind.to_string().to_uppercase())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(val.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+        model_line(&mut chart, *kind, val)?;
     }
+    legend(&mut chart)?;
+
+    let bars: Vec<(ModelKind, f64, Option<(f64, f64)>)> =
+        curves.iter().filter_map(|(k, r)| r.last().map(|r| (*k, r.val_loss, None))).collect();
+    final_bars(&right, "final val loss", &bars)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+type LossChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A model's (val or mean val) curve: its colour, markers at the evaluations, a legend entry.
+fn model_line<'a, 'b, DB: DrawingBackend + 'a + 'b>(
+    chart: &'b mut LossChart<'a, DB>,
+    kind: ModelKind,
+    points: Vec<(f64, f64)>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let color = color(kind);
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+        .map_err(err)?
+        .label(kind.to_string().to_uppercase())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+    Ok(())
+}
+
+/// The legend naming V1..V10, top right.
+fn legend<'a, 'b, DB: DrawingBackend + 'a + 'b>(chart: &'b mut LossChart<'a, DB>) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(err)?;
+        .map_err(|e| anyhow::anyhow!("drawing failed: {e:?}"))
+}
 
-    let top = finals.iter().map(|(_, l)| *l).fold(0.0, f64::max) * 1.15;
-    let n = finals.len() as f64;
-    let mut bars = ChartBuilder::on(&right)
-        .caption("final val loss", ("sans-serif", 22))
+/// A bar per model of its final val loss, labelled with the value, and (multi-seed runs)
+/// a whisker from the lowest to the highest seed.
+fn final_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, bars: &[(ModelKind, f64, Option<(f64, f64)>)]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let high = |&(_, loss, range): &(ModelKind, f64, Option<(f64, f64)>)| range.map_or(loss, |r: (f64, f64)| r.1);
+    let top = bars.iter().map(high).fold(0.0, f64::max) * 1.15;
+    let names: Vec<String> = bars.iter().map(|(k, _, _)| k.to_string().to_uppercase()).collect();
+    let n = bars.len() as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(45)
@@ -121,15 +160,17 @@ where
             String::new()
         }
     };
-    bars.configure_mesh().disable_x_mesh().x_labels(finals.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
-    for (i, ((_, loss), (kind, _))) in finals.iter().zip(curves).enumerate() {
-        let (x, loss) = (i as f64, *loss);
-        let color = color(*kind).filled();
-        bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, loss)], color))).map_err(err)?;
-        let text = Text::new(format!("{loss:.2}"), (x - 0.25, loss + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
-        bars.draw_series(std::iter::once(text)).map_err(err)?;
+    chart.configure_mesh().disable_x_mesh().x_labels(bars.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
+    for (i, bar) in bars.iter().enumerate() {
+        let (x, (kind, loss, range)) = (i as f64, *bar);
+        chart.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, loss)], color(kind).filled()))).map_err(err)?;
+        if let Some((min, max)) = range {
+            let whisker = [vec![(x, min), (x, max)], vec![(x - 0.15, min), (x + 0.15, min)], vec![(x - 0.15, max), (x + 0.15, max)]];
+            chart.draw_series(whisker.into_iter().map(|points| PathElement::new(points, BLACK.stroke_width(2)))).map_err(err)?;
+        }
+        let text = Text::new(format!("{loss:.2}"), (x - 0.25, high(bar) + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
+        chart.draw_series(std::iter::once(text)).map_err(err)?;
     }
-    root.present().map_err(err)?;
     Ok(())
 }
 
@@ -214,50 +255,18 @@ where
             chart.draw_series(LineSeries::new(line, color.mix(0.45).stroke_width(1))).map_err(err)?;
         }
         let mean: Vec<(f64, f64)> = spread.iter().map(|&(x, mean, _, _)| (x, mean)).collect();
-        chart
-            .draw_series(LineSeries::new(mean.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(m.kind.to_string().to_uppercase())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(mean.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+        model_line(&mut chart, m.kind, mean)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(err)?;
+    legend(&mut chart)?;
 
-    let finals: Vec<(usize, f64, f64, f64)> = models.iter().map(SeedCurves::final_val).collect();
-    let names: Vec<String> = models.iter().map(|m| m.kind.to_string().to_uppercase()).collect();
-    let top = finals.iter().map(|f| f.3).fold(0.0, f64::max) * 1.15;
-    let n = finals.len() as f64;
-    let mut bars = ChartBuilder::on(&right)
-        .caption("final val loss (mean, min–max)", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(45)
-        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top.max(0.1))
-        .map_err(err)?;
-    let label = |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 {
-            names.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
-    bars.configure_mesh().disable_x_mesh().x_labels(finals.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
-    for (i, (&(_, mean, min, max), m)) in finals.iter().zip(models).enumerate() {
-        let x = i as f64;
-        let color = color(m.kind);
-        bars.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, mean)], color.mix(0.8).filled()))).map_err(err)?;
-        let whisker = [vec![(x, min), (x, max)], vec![(x - 0.15, min), (x + 0.15, min)], vec![(x - 0.15, max), (x + 0.15, max)]];
-        bars.draw_series(whisker.into_iter().map(|points| PathElement::new(points, BLACK.stroke_width(2)))).map_err(err)?;
-        let text = Text::new(format!("{mean:.2}"), (x - 0.25, max + top * 0.04), ("sans-serif", 13).into_font().color(&BLACK));
-        bars.draw_series(std::iter::once(text)).map_err(err)?;
-    }
+    let bars: Vec<(ModelKind, f64, Option<(f64, f64)>)> = models
+        .iter()
+        .map(|m| {
+            let (_, mean, min, max) = m.final_val();
+            (m.kind, mean, Some((min, max)))
+        })
+        .collect();
+    final_bars(&right, "final val loss (mean, min–max)", &bars)?;
     root.present().map_err(err)?;
     Ok(())
 }

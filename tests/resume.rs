@@ -8,18 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// (step, train_loss, val_loss) of a model's CSV; the timing columns differ run to run.
-fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
-    let text = fs::read_to_string(dir.join(format!("{model}.csv"))).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[1].to_string(), f[2].to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn stopped_and_resumed_equals_uninterrupted() {
     stop_and_resume("faithful");
@@ -38,9 +26,7 @@ fn stop_and_resume(implementation: &str) {
     ok(&strs(&tiny_train(&straight, "v1,v10", &flags)));
 
     let stopped = dir.path().join("stopped");
-    let mut cmd = bin();
-    cmd.args(strs(&tiny_train(&stopped, "v1,v10", &flags))).env("CHARGPT_STOP_AFTER_STEPS", "31");
-    let first: Run = cmd.output().unwrap().into();
+    let first = run_stopped_after(&tiny_train(&stopped, "v1,v10", &flags), "31");
     assert_eq!(first.code, 130, "{}", first.stderr);
     assert!(first.stderr.contains("v1 stopped after 31 steps"), "{}", first.stderr);
     assert!(first.stderr.contains("resume with: chargpt train --resume"), "{}", first.stderr);

@@ -6,18 +6,6 @@ use common::*;
 use std::fs;
 use std::path::Path;
 
-/// (step, train_loss, val_loss) of a model's CSV; the timing columns differ run to run.
-fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
-    let text = fs::read_to_string(dir.join(format!("{model}.csv"))).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[1].to_string(), f[2].to_string())
-        })
-        .collect()
-}
-
 /// The rows of a summary.csv as field maps.
 fn summary(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
@@ -70,9 +58,7 @@ fn a_stopped_multi_seed_run_resumes_into_the_same_numbers() {
     ok(&strs(&tiny_train(&straight, "v1,v10", &flags)));
 
     let stopped = dir.path().join("stopped");
-    let mut cmd = bin();
-    cmd.args(strs(&tiny_train(&stopped, "v1,v10", &flags))).env("CHARGPT_STOP_AFTER_STEPS", "31");
-    let first: Run = cmd.output().unwrap().into();
+    let first = run_stopped_after(&tiny_train(&stopped, "v1,v10", &flags), "31");
     assert_eq!(first.code, 130, "{}", first.stderr);
     assert!(first.stderr.contains(&format!("resume with: chargpt train --resume {}", stopped.display())), "{}", first.stderr);
     // An interrupted multi-seed run plots what it has.

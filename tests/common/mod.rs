@@ -98,3 +98,21 @@ pub fn small_options(steps: i64, seed: i64, lr: f64) -> TrainOptions {
         ..TrainOptions::default()
     }
 }
+
+/// (step, train_loss, val_loss) of a model's CSV; the timing columns differ run to run.
+pub fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(dir.join(format!("{model}.csv"))).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// Runs `chargpt` with `args`, acting as if Ctrl-C came once `steps` steps of a model are
+/// done (the CHARGPT_STOP_AFTER_STEPS hook).
+pub fn run_stopped_after(args: &[String], steps: &str) -> Run {
+    bin().args(args).env("CHARGPT_STOP_AFTER_STEPS", steps).output().expect("chargpt runs").into()
+}
