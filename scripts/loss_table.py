@@ -5,8 +5,8 @@ optionally, the PyTorch reference's final losses for the same seeds
     python3 scripts/loss_table.py results/shakespeare-cpu --pytorch results/shakespeare-cpu/pytorch.csv
 
 Table 1: per model, the spread of the final losses over the seeds (summary.csv).
-Table 2: per model and seed, chargpt's final val loss beside PyTorch's, and how many are
-identical to the last bit (float repr), which the same seed gives on the same machine.
+Table 2: per model, chargpt's final val loss of each seed beside PyTorch's, and how many
+runs are identical to the last bit, which the same seed gives on the same machine.
 """
 import argparse
 import csv
@@ -43,22 +43,26 @@ def main(argv=None):
     theirs = {(r["model"], int(r["seed"])): r for r in read(a.pytorch)}
     seeds = sorted(int(p.name[len("seed-"):]) for p in run.glob("seed-*") if p.name[len("seed-"):].lstrip("-").isdigit())
     print()
-    print("| model | seed | chargpt val loss | PyTorch val loss | identical |")
-    print("| --- | ---: | ---: | ---: | :---: |")
+    print("| model | seeds | chargpt final val loss, per seed | PyTorch's, same seeds | identical (train and val) |")
+    print("| --- | --- | --- | --- | --- |")
     same = compared = 0
     for r in summary:
         model = r["model"]
+        pairs = []
         for seed in seeds:
             ours = {s["model"]: s for s in read(run / f"seed-{seed}" / "summary.csv")}.get(model)
             ref = theirs.get((model, seed))
-            if ours is None or ref is None:
-                continue
-            equal = float(ours["final_val_loss"]) == float(ref["final_val_loss"]) and \
-                float(ours["final_train_loss"]) == float(ref["final_train_loss"])
-            compared += 1
-            same += equal
-            print(f"| {model.upper()} | {seed} | {float(ours['final_val_loss']):.6f} | {float(ref['final_val_loss']):.6f} "
-                  f"| {'yes' if equal else '**no**'} |")
+            if ours is not None and ref is not None:
+                equal = all(float(ours[k]) == float(ref[k]) for k in ("final_val_loss", "final_train_loss"))
+                pairs.append((seed, float(ours["final_val_loss"]), float(ref["final_val_loss"]), equal))
+        if not pairs:
+            continue
+        compared += len(pairs)
+        same += sum(p[3] for p in pairs)
+        differ = [str(p[0]) for p in pairs if not p[3]]
+        verdict = f"{sum(p[3] for p in pairs)} of {len(pairs)}" + (f" (**no**: seed {', '.join(differ)})" if differ else "")
+        print(f"| {model.upper()} | {', '.join(str(p[0]) for p in pairs)} | {', '.join(f'{p[1]:.6f}' for p in pairs)} "
+              f"| {', '.join(f'{p[2]:.6f}' for p in pairs)} | {verdict} |")
     print()
     print(f"{same} of {compared} runs identical to the last bit (train and val loss).")
     return 0

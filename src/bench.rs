@@ -28,6 +28,14 @@ pub fn bench_config(preset: Preset, vocab_size: i64) -> (Config, i64) {
     (cfg, v.batch_size)
 }
 
+/// How `chargpt bench` times: seconds of steps per model, characters generated, and
+/// whether the threads follow the load as in training (`--threads` not given).
+pub struct Timing {
+    pub budget_s: f64,
+    pub generate_chars: usize,
+    pub follow_load: bool,
+}
+
 /// `chargpt bench`: one CSV line per model (the format scripts/bench.py reads).
 pub fn print_steps(
     models: &[ModelKind],
@@ -35,15 +43,17 @@ pub fn print_steps(
     implementation: Implementation,
     device: Device,
     precision: Precision,
-    budget_s: f64,
-    generate_chars: usize,
+    timing: Timing,
 ) -> Result<()> {
+    let Timing { budget_s, generate_chars, follow_load } = timing;
     let (cfg, batch) = bench_config(preset, 84);
     let threads = tch::get_num_threads();
     println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision");
     for &kind in models {
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
+        // As training does: fewer threads while other processes keep cores busy.
+        b.cpu_share = if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new() } else { None };
         let times = b.time_steps(3, 5, budget_s);
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
@@ -71,6 +81,8 @@ fn sync(device: Device) {
 pub struct StepBench {
     pub model: Model,
     pub precision: Precision,
+    /// Threads that follow the load (None: a fixed count).
+    pub cpu_share: Option<crate::cpu_share::CpuShare>,
     opt: AdamW,
     x: Tensor,
     y: Tensor,
@@ -84,11 +96,14 @@ impl StepBench {
         let shape = [batch_size, cfg.block_size];
         let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
         let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
-        Ok(StepBench { model, precision: Precision::Fp32, opt, x, y })
+        Ok(StepBench { model, precision: Precision::Fp32, cpu_share: None, opt, x, y })
     }
 
     /// One training step, as the trainer does it; returns the loss.
     pub fn step(&mut self) -> f64 {
+        if let Some(share) = &mut self.cpu_share {
+            share.tick();
+        }
         let loss = self.precision.forward(self.x.device(), || self.model.loss(&self.x, &self.y, true));
         self.opt.zero_grad().unwrap_or_else(|e| crate::ffi::raise(e));
         loss.backward();

@@ -110,26 +110,3 @@ impl Drop for OneThread {
         }
     }
 }
-
-/// How many times an idle libtorch thread (libgomp's) polls for work before it sleeps, in
-/// `train` and `bench`. libgomp's default, 300,000 polls, keeps a waiting thread burning
-/// its core for about a millisecond at every barrier: alone that wins a little, but beside
-/// another busy process the spinning threads take the CPU the working one needs, and a
-/// step gets many times slower (measured: results/PERF.md, "Sharing the CPU").
-pub const OMP_SPIN_COUNT: &str = "3000";
-
-/// Runs this program again, same arguments, with `GOMP_SPINCOUNT=`[`OMP_SPIN_COUNT`]:
-/// libgomp reads its settings once, when libtorch is loaded, before `main`, so they can
-/// only be set for a new process image. A user's own `GOMP_SPINCOUNT` or `OMP_WAIT_POLICY`
-/// is kept (and the new image, which has one, does not run again). Returns only when the
-/// restart is not needed or not possible (then libgomp's defaults stay).
-pub fn restart_with_short_omp_spin() {
-    use std::os::unix::process::CommandExt;
-    if ["GOMP_SPINCOUNT", "OMP_WAIT_POLICY"].iter().any(|v| std::env::var_os(v).is_some()) {
-        return;
-    }
-    let mut args = std::env::args_os();
-    let arg0 = args.next().unwrap_or_default();
-    let error = std::process::Command::new("/proc/self/exe").arg0(arg0).args(args).env("GOMP_SPINCOUNT", OMP_SPIN_COUNT).exec();
-    eprintln!("warning: could not restart with GOMP_SPINCOUNT={OMP_SPIN_COUNT} ({error}); going on with libgomp's defaults");
-}

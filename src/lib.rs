@@ -4,6 +4,7 @@
 //! checkpoints, and the pieces the CLI needs.
 
 pub mod checkpoint;
+pub mod cpu_share;
 pub mod data;
 pub mod device;
 pub mod fast;

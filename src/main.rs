@@ -190,7 +190,8 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let models = parse_model_list(&args.models)?;
-    chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, args.budget_s, args.generate_chars)
+    let timing = chargpt::bench::Timing { budget_s: args.budget_s, generate_chars: args.generate_chars, follow_load: args.threads == 0 };
+    chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -224,9 +225,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if matches!(cli.command, Command::Train(_) | Command::Bench(_)) {
-        chargpt::device::restart_with_short_omp_spin();
-    }
     chargpt::panics::install_hook();
     chargpt::device::fit_threads_to_available_cpus();
     let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|payload| Err(chargpt::panics::to_error(payload).into()));

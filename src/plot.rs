@@ -91,8 +91,7 @@ where
     }
     legend(&mut chart)?;
 
-    let bars: Vec<(ModelKind, f64, Option<(f64, f64)>)> =
-        curves.iter().filter_map(|(k, r)| r.last().map(|r| (*k, r.val_loss, None))).collect();
+    let bars: Vec<Bar> = curves.iter().filter_map(|(k, r)| r.last().map(|r| Bar { kind: *k, loss: r.val_loss, range: None })).collect();
     final_bars(&right, "final val loss", &bars)?;
     root.present().map_err(err)?;
     Ok(())
@@ -134,16 +133,29 @@ where
         .map_err(|e| anyhow::anyhow!("drawing failed: {e:?}"))
 }
 
+/// One bar of the final-loss panel: the (mean) final val loss and, for a multi-seed run,
+/// its lowest and highest seed.
+struct Bar {
+    kind: ModelKind,
+    loss: f64,
+    range: Option<(f64, f64)>,
+}
+
+impl Bar {
+    fn top(&self) -> f64 {
+        self.range.map_or(self.loss, |r| r.1)
+    }
+}
+
 /// A bar per model of its final val loss, labelled with the value, and (multi-seed runs)
 /// a whisker from the lowest to the highest seed.
-fn final_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, bars: &[(ModelKind, f64, Option<(f64, f64)>)]) -> Result<()>
+fn final_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, bars: &[Bar]) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
-    let high = |&(_, loss, range): &(ModelKind, f64, Option<(f64, f64)>)| range.map_or(loss, |r: (f64, f64)| r.1);
-    let top = bars.iter().map(high).fold(0.0, f64::max) * 1.15;
-    let names: Vec<String> = bars.iter().map(|(k, _, _)| k.to_string().to_uppercase()).collect();
+    let top = bars.iter().map(Bar::top).fold(0.0, f64::max) * 1.15;
+    let names: Vec<String> = bars.iter().map(|b| b.kind.to_string().to_uppercase()).collect();
     let n = bars.len() as f64;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
@@ -162,13 +174,13 @@ where
     };
     chart.configure_mesh().disable_x_mesh().x_labels(bars.len() * 2 + 1).x_label_formatter(&label).y_desc("loss").draw().map_err(err)?;
     for (i, bar) in bars.iter().enumerate() {
-        let (x, (kind, loss, range)) = (i as f64, *bar);
+        let (x, kind, loss) = (i as f64, bar.kind, bar.loss);
         chart.draw_series(std::iter::once(Rectangle::new([(x - 0.38, 0.0), (x + 0.38, loss)], color(kind).filled()))).map_err(err)?;
-        if let Some((min, max)) = range {
+        if let Some((min, max)) = bar.range {
             let whisker = [vec![(x, min), (x, max)], vec![(x - 0.15, min), (x + 0.15, min)], vec![(x - 0.15, max), (x + 0.15, max)]];
             chart.draw_series(whisker.into_iter().map(|points| PathElement::new(points, BLACK.stroke_width(2)))).map_err(err)?;
         }
-        let text = Text::new(format!("{loss:.2}"), (x - 0.25, high(bar) + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
+        let text = Text::new(format!("{loss:.2}"), (x - 0.25, bar.top() + top * 0.05), ("sans-serif", 13).into_font().color(&BLACK));
         chart.draw_series(std::iter::once(text)).map_err(err)?;
     }
     Ok(())
@@ -259,11 +271,11 @@ where
     }
     legend(&mut chart)?;
 
-    let bars: Vec<(ModelKind, f64, Option<(f64, f64)>)> = models
+    let bars: Vec<Bar> = models
         .iter()
         .map(|m| {
             let (_, mean, min, max) = m.final_val();
-            (m.kind, mean, Some((min, max)))
+            Bar { kind: m.kind, loss: mean, range: Some((min, max)) }
         })
         .collect();
     final_bars(&right, "final val loss (mean, min–max)", &bars)?;

@@ -362,6 +362,8 @@ struct Trainer<'a> {
     /// (steps done, training seconds) at the last evaluation, for its tokens/s.
     last_eval: (i64, f64),
     losses: Vec<f64>,
+    /// On the CPU: fewer threads while other processes keep cores busy.
+    cpu_share: Option<crate::cpu_share::CpuShare>,
 }
 
 impl<'a> Trainer<'a> {
@@ -385,7 +387,9 @@ impl<'a> Trainer<'a> {
         }
         let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
         let (wall_before, last_eval) = (state.wall_seconds, (state.steps_done, state.train_seconds));
-        Ok(Trainer { job, model, opt, state, progress, session_start: Instant::now(), wall_before, last_eval, losses: Vec::new() })
+        let cpu_share = if device.is_cuda() { None } else { crate::cpu_share::CpuShare::new() };
+        let session_start = Instant::now();
+        Ok(Trainer { job, model, opt, state, progress, session_start, wall_before, last_eval, losses: Vec::new(), cpu_share })
     }
 
     fn stop_requested(&self) -> bool {
@@ -440,6 +444,9 @@ impl<'a> Trainer<'a> {
     /// One training step (step `s`, counted from 0), as the blog's loop does it.
     fn step(&mut self, s: i64) -> Result<()> {
         let TrainJob { kind, opts, data, device, .. } = *self.job;
+        if let Some(share) = &mut self.cpu_share {
+            share.tick();
+        }
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
         let loss = opts.precision.forward(device, || self.model.loss(&x, &y, true));

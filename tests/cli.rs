@@ -478,32 +478,3 @@ fn bf16_trains_on_the_cpu_and_is_recorded() {
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(summary.lines().count() == 3 && !summary.contains("NaN"), "{summary}");
 }
-
-/// `train` and `bench` run with a short libgomp spin (set by restarting themselves, as
-/// libgomp reads it before main); a user's own setting is kept.
-#[test]
-fn training_runs_with_a_short_omp_spin_unless_the_user_set_one() {
-    let spin_of = |user: Option<&str>| -> String {
-        let mut cmd = bin();
-        cmd.args(["bench", "--models", "v1", "--budget-s", "1", "--generate-chars", "0"]).env_remove("OMP_WAIT_POLICY");
-        match user {
-            Some(v) => cmd.env("GOMP_SPINCOUNT", v),
-            None => cmd.env_remove("GOMP_SPINCOUNT"),
-        };
-        let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
-        let environ = format!("/proc/{}/environ", child.id());
-        let mut seen = String::new();
-        while child.try_wait().unwrap().is_none() {
-            let env = std::fs::read(&environ).unwrap_or_default();
-            if let Some(v) = env.split(|&b| b == 0).find_map(|kv| kv.strip_prefix(b"GOMP_SPINCOUNT=")) {
-                seen = String::from_utf8_lossy(v).into_owned();
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        child.wait().unwrap();
-        seen
-    };
-    assert_eq!(spin_of(None), chargpt::device::OMP_SPIN_COUNT);
-    assert_eq!(spin_of(Some("7")), "7");
-}

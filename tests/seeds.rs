@@ -141,3 +141,22 @@ fn the_thread_count_follows_cpu_affinity() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains(&format!("on cpu (1 thread: 1 of the {online} cores, by CPU affinity or quota)")), "{}", r.stdout);
 }
+
+/// The README's loss tables are `scripts/loss_table.py`'s output for the committed run,
+/// line for line (and that run's summary is what its seed folders give).
+#[test]
+fn the_readme_tables_come_from_the_committed_run() {
+    let run = root().join("results/shakespeare-cpu");
+    let out = std::process::Command::new("python3")
+        .arg(root().join("scripts/loss_table.py"))
+        .arg(&run)
+        .arg("--pytorch")
+        .arg(run.join("pytorch.csv"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    for line in String::from_utf8(out.stdout).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        assert!(readme.contains(line), "README lacks the line of scripts/loss_table.py:\n{line}");
+    }
+}
