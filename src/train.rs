@@ -293,6 +293,8 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, 
     let n = data.size()[0];
     let full = (n - 1) / t;
     let mut bar = Progress::new(progress.unwrap_or("eval"), full as u64, 0, "windows", progress.is_some());
+    // One window at a time is a chain of small serial ops, as generation is: one thread.
+    let _one_thread = (windows_per_batch == 1 && !model.device().is_cuda()).then(crate::device::OneThread::enter);
     let mut total = 0.0f64;
     let mut count = 0i64;
     tch::no_grad(|| {
