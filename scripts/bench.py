@@ -39,9 +39,9 @@ def main():
     ap.add_argument("--config", default=None, help="cpu or blog (default: cpu on cpu, blog on cuda)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--budget-s", type=float, default=1.0)
-    ap.add_argument("--rounds", type=int, default=9,
-                    help="alternations per model, each a fresh process (speed varies per process here); the median round counts")
-    ap.add_argument("--models", default=",".join(f"v{i}" for i in range(1, 11)))
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="alternations per model, each a fresh process (speed varies per process here); the median round counts (default 9; --contention: 3)")
+    ap.add_argument("--models", default=None, help="default: v1..v10 (--contention: v5,v8,v10)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--python", default=sys.executable, help="the Python with torch for the PyTorch side")
     ap.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"],
@@ -57,7 +57,9 @@ def main():
                     help="time each side alone, beside a busy process and beside a copy of itself (default models v5,v8,v10, 3 rounds)")
     a = ap.parse_args()
     if a.contention:
+        a.models, a.rounds = a.models or "v5,v8,v10", a.rounds or 3
         return contention(a)
+    a.models, a.rounds = a.models or ",".join(f"v{i}" for i in range(1, 11)), a.rounds or 9
     config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
     dev = "cuda" if a.device.startswith("cuda") else "cpu"
     precision = a.precision or ("tf32" if dev == "cuda" else "fp32")
@@ -186,8 +188,7 @@ def median(values):
 def contention(a):
     """Step and generation times of each side alone, beside one busy process, and beside
     a second copy of itself; rounds alternate the order of situations and sides."""
-    models = a.models.split(",") if a.models != ",".join(f"v{i}" for i in range(1, 11)) else ["v5", "v8", "v10"]
-    rounds = a.rounds if a.rounds != 9 else 3
+    models, rounds = a.models.split(","), a.rounds
     sides = ("faithful", "pytorch", "fast")
     situations = ("alone", "busy", "pair")
     precision = a.precision or "fp32"

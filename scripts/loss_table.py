@@ -45,12 +45,13 @@ def main(argv=None):
     print()
     print("| model | seeds | chargpt final val loss, per seed | PyTorch's, same seeds | identical (train and val) |")
     print("| --- | --- | --- | --- | --- |")
+    per_seed = {seed: {s["model"]: s for s in read(run / f"seed-{seed}" / "summary.csv")} for seed in seeds}
     same = compared = 0
     for r in summary:
         model = r["model"]
         pairs = []
         for seed in seeds:
-            ours = {s["model"]: s for s in read(run / f"seed-{seed}" / "summary.csv")}.get(model)
+            ours = per_seed[seed].get(model)
             ref = theirs.get((model, seed))
             if ours is not None and ref is not None:
                 equal = all(float(ours[k]) == float(ref[k]) for k in ("final_val_loss", "final_train_loss"))

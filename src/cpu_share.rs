@@ -35,7 +35,7 @@ impl CpuShare {
         }
         // All the CPUs this process may use (what `device::fit_threads_to_available_cpus`
         // gave libtorch), not the count now, which an earlier CpuShare may have lowered.
-        let max = std::thread::available_parallelism().map_or(1, |n| n.get()).min(i32::MAX as usize) as i32;
+        let max = crate::device::available_cpus();
         let cpus = allowed_cpus()?;
         // SAFETY: sysconf reads a system value; it has no preconditions.
         let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;

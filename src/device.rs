@@ -61,11 +61,17 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
+/// The CPUs this process may use: `available_parallelism`, which honours CPU affinity and
+/// cgroup quotas (1 where it cannot tell).
+pub fn available_cpus() -> i32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(i32::MAX as usize) as i32
+}
+
 /// Lowers libtorch's CPU threads to the CPUs this process may use. libtorch starts one
 /// thread per online core; `available_parallelism` also honours CPU affinity (`taskset`)
 /// and cgroup CPU quotas (containers), and more threads than CPUs spin against each other.
 pub fn fit_threads_to_available_cpus() {
-    let available = std::thread::available_parallelism().map_or(1, |n| n.get()).min(i32::MAX as usize) as i32;
+    let available = available_cpus();
     if available < tch::get_num_threads() {
         tch::set_num_threads(available);
     }
@@ -75,7 +81,7 @@ pub fn fit_threads_to_available_cpus() {
 pub fn threads_line() -> String {
     let n = tch::get_num_threads();
     let threads = if n == 1 { "1 thread".to_string() } else { format!("{n} threads") };
-    let available = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let available = available_cpus() as i64;
     // SAFETY: sysconf reads a system value; it has no preconditions.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as i64;
     if n as i64 == available && available < online {

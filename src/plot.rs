@@ -211,12 +211,12 @@ impl SeedCurves {
     }
 
     /// The final val loss of the seeds that got furthest (an interrupted seed's last row
-    /// is not final): (seeds, mean, min, max).
-    fn final_val(&self) -> (usize, f64, f64, f64) {
+    /// is not final): (mean, min, max).
+    fn final_val(&self) -> (f64, f64, f64) {
         let last = self.runs.iter().filter_map(|(_, rows)| rows.last().map(|r| r.step)).max().unwrap_or(0);
         let vals: Vec<f64> = self.runs.iter().filter_map(|(_, rows)| rows.last()).filter(|r| r.step == last).map(|r| r.val_loss).collect();
         let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-        (vals.len(), mean, vals.iter().cloned().fold(f64::MAX, f64::min), vals.iter().cloned().fold(f64::MIN, f64::max))
+        (mean, vals.iter().cloned().fold(f64::MAX, f64::min), vals.iter().cloned().fold(f64::MIN, f64::max))
     }
 }
 
@@ -274,7 +274,7 @@ where
     let bars: Vec<Bar> = models
         .iter()
         .map(|m| {
-            let (_, mean, min, max) = m.final_val();
+            let (mean, min, max) = m.final_val();
             Bar { kind: m.kind, loss: mean, range: Some((min, max)) }
         })
         .collect();

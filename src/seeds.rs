@@ -7,7 +7,7 @@
 use crate::data::Dataset;
 use crate::run_dir::RunDir;
 use crate::train::{self, Stopped, Summary, TrainOptions};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub fn options_for(opts: &TrainOptions, seed: i64) -> TrainOptions {
 pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<SeedSummary>> {
     for (i, &seed) in opts.seeds.iter().enumerate() {
         let sub = run.seed_run(seed);
-        std::fs::create_dir_all(&sub.path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", sub.path.display()))?;
+        std::fs::create_dir_all(&sub.path).with_context(|| format!("cannot create {}", sub.path.display()))?;
         let single = options_for(opts, seed);
         crate::checkpoint::write_atomic(&sub.options(), serde_json::to_string_pretty(&single)?.as_bytes())?;
         crate::say!("=== seed {seed} ({} of {}), in {}", i + 1, opts.seeds.len(), sub.path.display());
