@@ -29,7 +29,7 @@ pub fn bench_config(preset: Preset, vocab_size: i64) -> (Config, i64) {
 }
 
 /// How `chargpt bench` times: seconds of steps per model, characters generated, and
-/// whether the threads follow the load as in training (`--threads` not given).
+/// whether the threads follow the load (`--threads auto`).
 pub struct Timing {
     pub budget_s: f64,
     pub generate_chars: usize,
@@ -53,7 +53,7 @@ pub fn print_steps(
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
         // As training does: fewer threads while other processes keep cores busy.
-        b.cpu_share = if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new() } else { None };
+        b.cpu_share = if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
         let times = b.time_steps(3, 5, budget_s);
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
@@ -102,7 +102,7 @@ impl StepBench {
     /// One training step, as the trainer does it; returns the loss.
     pub fn step(&mut self) -> f64 {
         if let Some(share) = &mut self.cpu_share {
-            share.tick();
+            share.give_way();
         }
         let loss = self.precision.forward(self.x.device(), || self.model.loss(&self.x, &self.y, true));
         self.opt.zero_grad().unwrap_or_else(|e| crate::ffi::raise(e));

@@ -30,6 +30,10 @@ pub struct ModelInfo {
     /// recorded it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corpus: Option<crate::data::Corpus>,
+    /// The device, implementation, precision, threads, CPU, libtorch and MKL mode the
+    /// weights were computed with (absent before chargpt recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arithmetic: Option<crate::arithmetic::Arithmetic>,
     /// How the training sample (vN.sample.txt) was drawn, once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_sample: Option<String>,
@@ -185,7 +189,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
         );
     }
     // Building draws random numbers; keep the caller's generator state untouched.
-    let rng = crate::rng::CpuRngState::try_save()?;
+    let rng = crate::rng::RngState::try_save(crate::rng::Generator::Cpu)?;
     let model = Model::new(kind, &info.config, device);
     rng.try_restore()?;
     let model = model?;

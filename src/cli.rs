@@ -2,6 +2,7 @@
 //! user reads, and how `train`'s flags become a run's options.
 
 use anyhow::{bail, Result};
+use chargpt::arithmetic::{Machine, Threads};
 use chargpt::device::{DeviceChoice, DeviceKind};
 use chargpt::models::{parse_model_list, Implementation};
 use chargpt::precision::Precision;
@@ -132,8 +133,8 @@ pub(crate) struct TrainArgs {
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
     /// Continue the run in this folder with its recorded settings: finished models are
-    /// skipped, the one in progress resumes. Only --steps (to extend), --device and
-    /// --precision may be given with it.
+    /// skipped, the one in progress resumes. Only --steps (to extend), --device,
+    /// --precision and --threads may be given with it.
     #[arg(long, conflicts_with = "out")]
     pub(crate) resume: Option<PathBuf>,
     /// Allow writing into an existing run folder, replacing its files.
@@ -149,6 +150,12 @@ pub(crate) struct TrainArgs {
     /// under bf16 autocast, on CUDA or the CPU (fast where the CPU has AVX512-BF16 or AMX).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,
+    /// libtorch's CPU threads for the whole run, recorded in run.json and kept by every
+    /// resume [default: the CPUs this process may use at the start]. `auto`: fewer while
+    /// other processes keep cores busy (faster on a shared machine; the numbers may then
+    /// depend on the load, see docs/REPRODUCIBILITY.md).
+    #[arg(long, value_name = "N|auto")]
+    pub(crate) threads: Option<Threads>,
 }
 
 impl TrainArgs {
@@ -201,6 +208,8 @@ impl TrainArgs {
         o.implementation = self.implementation.unwrap_or_default();
         o.precision = self.precision.unwrap_or(Precision::default_for(device));
         o.device = DeviceKind::of(device);
+        o.threads = Some(self.threads.unwrap_or_else(Threads::default_now));
+        o.machine = Some(Machine::this());
         Ok((o, device))
     }
 
@@ -210,12 +219,12 @@ impl TrainArgs {
         let given = self.hyperparameter_flags();
         if !given.is_empty() {
             bail!(
-                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device and --precision may be given",
+                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device, --precision and --threads may be given",
                 given.join(", "),
                 dir.join("run.json").display()
             );
         }
-        TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision)
+        TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision, self.threads)
     }
 }
 
@@ -293,9 +302,10 @@ pub(crate) struct BenchArgs {
     pub(crate) implementation: Implementation,
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) device: DeviceChoice,
-    /// libtorch CPU threads (0: libtorch's default).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) threads: i32,
+    /// libtorch CPU threads, fixed as in training (0: the CPUs this process may use), or
+    /// `auto`: following the load, as `train --threads auto`.
+    #[arg(long, value_name = "N|auto", default_value = "0", value_parser = parse_bench_threads)]
+    pub(crate) threads: Threads,
     /// Seconds of timed steps per model (after warm-up).
     #[arg(long, default_value_t = 3.0)]
     pub(crate) budget_s: f64,
@@ -324,4 +334,12 @@ pub(crate) struct ModelsArgs {
     /// Vocabulary size V (default: that of docs/MODELS.md's table).
     #[arg(long, default_value_t = 84)]
     pub(crate) vocab_size: i64,
+}
+
+/// `bench --threads`: 0 is training's default count.
+fn parse_bench_threads(s: &str) -> Result<Threads> {
+    if s == "0" {
+        return Ok(Threads::default_now());
+    }
+    s.parse()
 }

@@ -191,13 +191,20 @@ impl Dataset {
         Ok(())
     }
 
-    /// The blog's `get_batch`: one `randint(0, len - block_size, (B,))` draw on the CPU
-    /// generator (as the reference does when its data lives on the CPU), then windows.
+    /// The blog's `get_batch`: [`Self::batch_indices`], then the windows, cut where the
+    /// data lives and moved to `device`.
     pub fn batch(&self, split: Split, batch_size: i64, block_size: i64, device: Device) -> (Tensor, Tensor) {
         let data = self.split(split);
-        let n = data.size()[0];
-        let ix = Tensor::randint(n - block_size, [batch_size], (Kind::Int64, data.device()));
+        let ix = self.batch_indices(split, batch_size, block_size).to_device(data.device());
         windows(data, &ix, block_size, device)
+    }
+
+    /// The blog's `torch.randint(len(data) - block_size, (batch_size,))`: drawn on the
+    /// **CPU** generator wherever the data lives, as the blog (no device argument) and
+    /// nanoGPT do, so that a CUDA run's batches are its CPU run's.
+    pub fn batch_indices(&self, split: Split, batch_size: i64, block_size: i64) -> Tensor {
+        let n = self.split(split).size()[0];
+        Tensor::randint(n - block_size, [batch_size], (Kind::Int64, Device::Cpu))
     }
 }
 

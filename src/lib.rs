@@ -3,6 +3,7 @@
 //! data (text → tokens → batches), layers, models, optimiser, training, sampling,
 //! checkpoints, and the pieces the CLI needs.
 
+pub mod arithmetic;
 pub mod checkpoint;
 pub mod cpu_share;
 pub mod data;

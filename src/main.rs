@@ -31,6 +31,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     };
     opts.validate()?;
     opts.precision.apply(device)?;
+    // One thread count for every model, seed and resume of the run (run.json keeps it).
+    let threads = opts.threads.unwrap_or_else(chargpt::arithmetic::Threads::default_now);
+    threads.apply();
     let text = read_text(&opts.data)?;
     let corpus = chargpt::data::Corpus::of(&opts.data, &text);
     let opts = match &args.resume {
@@ -73,7 +76,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     };
     let on = match device.is_cuda() {
         true => "cuda".to_string(),
-        false => format!("cpu ({})", chargpt::device::threads_line()),
+        false => format!("cpu ({})", threads.describe()),
     };
     chargpt::say!(
         "chargpt: training {} on {data_path} ({chars} chars, vocabulary {vocab}) on {on}, preset {preset}, {seeds}, writing to {out}",
@@ -120,11 +123,12 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         Some(path) => Some(read_text(path)?),
         None => args.prompt.clone(),
     };
-    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
+    let device = args.device.select()?;
+    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
     let sampling = sample::Sampling { greedy: args.greedy, temperature, top_k: args.top_k };
     let mut n = args.chars.unwrap_or(500);
     if args.like_training {
-        n = args.chars.unwrap_or(chargpt::resume::restore_sampling_generator(&args.checkpoint)?);
+        n = args.chars.unwrap_or(chargpt::resume::restore_sampling_generator(&args.checkpoint, device)?);
     } else {
         tch::manual_seed(args.seed.unwrap_or(1337));
     }
@@ -180,9 +184,7 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {
     let device = args.device.select()?;
-    if args.threads > 0 {
-        tch::set_num_threads(args.threads);
-    }
+    args.threads.apply();
     let precision = args.precision.unwrap_or(Precision::default_for(device));
     precision.apply(device)?;
     if args.matmul_peak {
@@ -190,7 +192,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let models = parse_model_list(&args.models)?;
-    let timing = chargpt::bench::Timing { budget_s: args.budget_s, generate_chars: args.generate_chars, follow_load: args.threads == 0 };
+    let timing = chargpt::bench::Timing { budget_s: args.budget_s, generate_chars: args.generate_chars, follow_load: args.threads == chargpt::arithmetic::Threads::Auto };
     chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }
 
@@ -211,6 +213,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() {
+    // Before libtorch's first matrix multiply: MKL reads its mode once.
+    chargpt::arithmetic::use_reproducible_blas();
     chargpt::memory::keep_freed_tensor_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -12,6 +12,7 @@ pub struct Progress {
     last_line: Instant,
     last_loss: Option<f64>,
     last_eval: Option<(f64, f64)>,
+    note: Option<String>,
     visible: bool,
 }
 
@@ -32,7 +33,7 @@ impl Progress {
             bar.set_position(start);
             bar
         });
-        Progress { bar, label: label.to_string(), total, last_line: Instant::now(), last_loss: None, last_eval: None, visible }
+        Progress { bar, label: label.to_string(), total, last_line: Instant::now(), last_loss: None, last_eval: None, note: None, visible }
     }
 
     fn message(&self) -> String {
@@ -42,6 +43,9 @@ impl Progress {
         }
         if let Some((t, v)) = self.last_eval {
             msg += &format!(" | eval train {t:.4} val {v:.4}");
+        }
+        if let Some(note) = &self.note {
+            msg += &format!(" | {note}");
         }
         msg
     }
@@ -64,6 +68,15 @@ impl Progress {
                 }
             }
         }
+    }
+
+    /// A remark shown after the losses while it holds (None: no remark).
+    pub fn set_note(&mut self, note: Option<String>) {
+        if note.is_some() && self.note.is_none() && self.bar.is_none() && self.visible {
+            // Plain logging: say it once when it starts, not only on the next periodic line.
+            eprintln!("{} {}", self.label, note.as_deref().unwrap_or_default());
+        }
+        self.note = note;
     }
 
     pub fn set_eval(&mut self, train: f64, val: f64) {

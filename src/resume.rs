@@ -1,12 +1,12 @@
 //! The resume file (`vN.resume.safetensors`): what a stopped training needs to continue
 //! as if it had never stopped — the weights, AdamW's moments and step counts, the CPU
-//! generator's state, and the progress so far.
+//! generators' states (the CPU's, and on CUDA the device's), and the progress so far.
 
 use crate::checkpoint;
 use crate::layers::Config;
 use crate::models::Model;
 use crate::optim::{AdamW, ParamState};
-use crate::rng::CpuRngState;
+use crate::rng::{Generator, RngState};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -57,8 +57,8 @@ impl ResumeState {
     }
 }
 
-/// The resume file's bytes: `model/*`, `exp_avg/*`, `exp_avg_sq/*`, `rng/cpu`, and the
-/// state as JSON metadata.
+/// The resume file's bytes: `model/*`, `exp_avg/*`, `exp_avg_sq/*`, `rng/cpu` (and on CUDA
+/// `rng/cuda`), and the state as JSON metadata.
 pub fn to_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u8>> {
     let mut state = state.clone();
     state.adam_steps = opt.state.iter().map(|(n, s)| (n.clone(), s.step)).collect();
@@ -67,7 +67,9 @@ pub fn to_bytes(model: &Model, opt: &AdamW, state: &ResumeState) -> Result<Vec<u
         tensors.push((format!("exp_avg/{name}"), st.exp_avg.shallow_clone()));
         tensors.push((format!("exp_avg_sq/{name}"), st.exp_avg_sq.shallow_clone()));
     }
-    tensors.push(("rng/cpu".to_string(), CpuRngState::try_save()?.to_tensor()));
+    for state in RngState::save_run(model.device())? {
+        tensors.push((state.generator.tensor_name(), state.to_tensor()));
+    }
     let meta = HashMap::from([("chargpt_resume".to_string(), serde_json::to_string(&state)?)]);
     checkpoint::to_safetensors_bytes(&tensors, Some(meta))
 }
@@ -88,10 +90,12 @@ pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<
         bail!("{} holds a {} with another configuration than this run's {}", path.display(), state.model, model.kind);
     }
     let mut by_prefix: HashMap<String, Vec<(String, Tensor)>> = HashMap::new();
-    let mut rng = None;
+    let mut rng = HashMap::new();
     for (name, t) in tensors {
         match name.split_once('/') {
-            Some(("rng", _)) => rng = Some(t),
+            Some(("rng", _)) => {
+                rng.insert(name, t);
+            }
             Some((prefix @ ("model" | "exp_avg" | "exp_avg_sq"), rest)) => {
                 by_prefix.entry(prefix.to_string()).or_default().push((rest.to_string(), t))
             }
@@ -107,14 +111,35 @@ pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<
         let (exp_avg, exp_avg_sq) = (m.to_kind(Kind::Float).to_device(device), v.to_kind(Kind::Float).to_device(device));
         opt.state.insert(name.clone(), ParamState { step: *step, exp_avg, exp_avg_sq });
     }
-    CpuRngState::from_tensor(&rng.context("no generator state in resume file")?)?.try_restore()?;
+    restore_generators(path, &rng, model.device())?;
     Ok(state)
 }
 
-/// For `generate --like-training`: puts the CPU generator where it stood when `train` drew
+/// Puts back every generator a run on `device` draws from, as the resume file at `path`
+/// holds them (`rng`: its `rng/*` tensors by name).
+fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device) -> Result<()> {
+    for generator in Generator::of_run(device) {
+        let name = generator.tensor_name();
+        match rng.get(&name) {
+            Some(t) => RngState::from_tensor(generator, t).try_restore()?,
+            // A CPU run continued on CUDA (--device, which says so), or a file written
+            // before chargpt kept the CUDA generator: it starts from the run's seed.
+            None if generator != Generator::Cpu => crate::say!(
+                "chargpt: {} holds no state of {generator}: its draws (dropout, the sample) restart from the seed",
+                path.display()
+            ),
+            None => bail!("{}: no {name} (the CPU generator's state) in the resume file", path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// For `generate --like-training`: puts the generators where they stood when `train` drew
 /// the sample of the model whose weights are `weights` (RUN/vN.safetensors), from the
-/// resume file kept beside them, and returns the run's number of sampled characters.
-pub fn restore_sampling_generator(weights: &Path) -> Result<usize> {
+/// resume file kept beside them, and returns the run's number of sampled characters. The
+/// sample must be drawn on the kind of device it was trained on (`device`): a CUDA run's
+/// sample drew from the GPU's generator, a CPU run's from the CPU's.
+pub fn restore_sampling_generator(weights: &Path, device: tch::Device) -> Result<usize> {
     let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let stem = weights.file_stem().and_then(|s| s.to_str()).context("the checkpoint has no file name")?;
     let resume = dir.join(format!("{stem}.resume.safetensors"));
@@ -133,7 +158,19 @@ pub fn restore_sampling_generator(weights: &Path) -> Result<usize> {
             opts.steps
         );
     }
-    let rng = tensors.iter().find(|(n, _)| n == "rng/cpu").context("no generator state in the resume file")?;
-    CpuRngState::from_tensor(&rng.1)?.try_restore()?;
+    let here = crate::device::DeviceKind::of(device);
+    if here != opts.device {
+        bail!(
+            "--like-training: this model was trained and sampled on {}, so its sample drew from that device's generator; pass --device {0}",
+            opts.device
+        );
+    }
+    let rng: HashMap<String, Tensor> = tensors.into_iter().filter(|(n, _)| n.starts_with("rng/")).collect();
+    for generator in Generator::of_run(device) {
+        let t = rng.get(&generator.tensor_name()).with_context(|| {
+            format!("--like-training: {} holds no state of {generator}, which the sample drew from", resume.display())
+        })?;
+        RngState::from_tensor(generator, t).try_restore()?;
+    }
     Ok(opts.generate_chars)
 }

@@ -4,6 +4,7 @@
 //! non-finite loss. [`run`] trains a run's models one after another; [`train_model`]
 //! trains one.
 
+use crate::arithmetic::{Arithmetic, Machine, Threads};
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::{Dataset, Split};
 use crate::device::{DeviceChoice, DeviceKind};
@@ -14,7 +15,7 @@ use crate::precision::Precision;
 use crate::presets::Preset;
 use crate::progress::Progress;
 use crate::resume::{self, EvalRow, ResumeState};
-use crate::rng::CpuRngState;
+use crate::rng::{Generator, RngState};
 use crate::run_dir::RunDir;
 use crate::sample;
 use anyhow::{bail, Context, Result};
@@ -59,6 +60,14 @@ pub struct TrainOptions {
     /// The training text as it was when the run started (set by `chargpt train`).
     #[serde(default)]
     pub corpus: Option<crate::data::Corpus>,
+    /// libtorch's CPU threads for the whole run, every seed and resume (`--threads`;
+    /// None: a run recorded before chargpt kept it).
+    #[serde(default)]
+    pub threads: Option<Threads>,
+    /// The CPU, libtorch and MKL mode the run computes with (None: recorded before
+    /// chargpt kept them).
+    #[serde(default)]
+    pub machine: Option<Machine>,
 }
 
 fn fp32() -> Precision {
@@ -93,7 +102,20 @@ impl TrainOptions {
             implementation: Implementation::Faithful,
             precision: Precision::Fp32,
             corpus: None,
+            threads: None,
+            machine: None,
         }
+    }
+
+    /// How a model of this run computes, for its checkpoint's JSON.
+    pub fn arithmetic(&self) -> Option<Arithmetic> {
+        Some(Arithmetic {
+            device: self.device,
+            implementation: self.implementation,
+            precision: self.precision,
+            threads: self.threads?,
+            machine: self.machine.clone()?,
+        })
     }
 
     pub fn model_config(&self, vocab_size: i64) -> Config {
@@ -163,6 +185,7 @@ impl TrainOptions {
         steps: Option<i64>,
         device: Option<DeviceChoice>,
         precision: Option<Precision>,
+        threads: Option<Threads>,
     ) -> Result<(TrainOptions, Device)> {
         let dir = run.path.display();
         let text = std::fs::read_to_string(run.options()).map_err(|e| {
@@ -189,6 +212,24 @@ impl TrainOptions {
             }
         }
         opts.precision = precision.unwrap_or(opts.precision);
+        opts.threads = Some(match (threads, opts.threads) {
+            (Some(given), Some(recorded)) if given != recorded => {
+                crate::say!("chargpt: continuing with --threads {given} instead of the run's {recorded}: its numbers may part from an uninterrupted run's");
+                given
+            }
+            (Some(given), _) => given,
+            (None, Some(recorded)) => recorded,
+            (None, None) => {
+                let now = Threads::default_now();
+                crate::say!("chargpt: {} records no thread count (written by an older chargpt): continuing with {now}", run.options().display());
+                now
+            }
+        });
+        let here = Machine::this();
+        if let Some(diff) = opts.machine.as_ref().and_then(|then| then.differences(&here)) {
+            crate::say!("chargpt: this run started elsewhere ({diff}): its numbers will part from an uninterrupted run's");
+        }
+        opts.machine = Some(here);
         if let Some(steps) = steps {
             if steps < opts.steps {
                 bail!("--steps {steps} is fewer than the run's {}; with --resume, --steps can only extend a run", opts.steps);
@@ -364,7 +405,8 @@ struct Trainer<'a> {
     /// (steps done, training seconds) at the last evaluation, for its tokens/s.
     last_eval: (i64, f64),
     losses: Vec<f64>,
-    /// On the CPU: fewer threads while other processes keep cores busy.
+    /// On the CPU: the load of the other processes, to give way to (`--threads auto`) or
+    /// to say is slowing a fixed count down.
     cpu_share: Option<crate::cpu_share::CpuShare>,
 }
 
@@ -389,7 +431,13 @@ impl<'a> Trainer<'a> {
         }
         let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
         let (wall_before, last_eval) = (state.wall_seconds, (state.steps_done, state.train_seconds));
-        let cpu_share = if device.is_cuda() { None } else { crate::cpu_share::CpuShare::new() };
+        let cpu_share = match opts.threads {
+            _ if device.is_cuda() => None,
+            Some(Threads::Fixed(1)) => None, // one thread has no barrier to spin at
+            Some(Threads::Fixed(n)) => crate::cpu_share::CpuShare::new(n),
+            Some(Threads::Auto) => crate::cpu_share::CpuShare::new(crate::device::available_cpus()),
+            None => None, // library use: libtorch's count is the caller's
+        };
         let session_start = Instant::now();
         Ok(Trainer { job, model, opt, state, progress, session_start, wall_before, last_eval, losses: Vec::new(), cpu_share })
     }
@@ -412,9 +460,14 @@ impl<'a> Trainer<'a> {
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
             corpus: self.job.opts.corpus.clone(),
+            arithmetic: self.job.opts.arithmetic(),
             training_sample: finished.then(|| {
                 let n = self.job.opts.generate_chars;
-                format!("{n} characters from token 1 with dropout off (eval mode), one multinomial draw each, from the CPU generator as it stood after the last training step (kept in {}.resume.safetensors); `chargpt generate --checkpoint <this .safetensors> --like-training` draws it again", self.job.kind)
+                let generator = match self.job.device {
+                    Device::Cuda(i) => format!("the generator of CUDA device {i}"),
+                    _ => "the CPU generator".to_string(),
+                };
+                format!("{n} characters from token 1 with dropout off (eval mode), one multinomial draw each, from {generator} as it stood after the last training step (kept in {}.resume.safetensors); `chargpt generate --checkpoint <this .safetensors> --like-training` draws it again on the same kind of device", self.job.kind)
             }),
         }
     }
@@ -443,12 +496,28 @@ impl<'a> Trainer<'a> {
         }
     }
 
+    /// `--threads auto`: computes with the cores other processes leave. A fixed count
+    /// keeps its threads (and its numbers) and the progress line says when other
+    /// processes slow it down: its threads then wait for each other at every op.
+    fn share_the_cpu(&mut self) {
+        let Some(share) = &mut self.cpu_share else { return };
+        match self.job.opts.threads {
+            Some(Threads::Fixed(n)) => {
+                if let Some(free) = share.tick() {
+                    self.progress.set_note((free < n).then(|| {
+                        format!("slowed: other processes keep {} of {n} cores busy (--threads {free}, or auto, would give way)", n - free)
+                    }));
+                }
+            }
+            Some(Threads::Auto) => share.give_way(),
+            None => {}
+        }
+    }
+
     /// One training step (step `s`, counted from 0), as the blog's loop does it.
     fn step(&mut self, s: i64) -> Result<()> {
         let TrainJob { kind, opts, data, device, .. } = *self.job;
-        if let Some(share) = &mut self.cpu_share {
-            share.tick();
-        }
+        self.share_the_cpu();
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
         let loss = opts.precision.forward(device, || self.model.loss(&x, &y, true));
@@ -474,7 +543,8 @@ impl<'a> Trainer<'a> {
     /// checkpoint (which then lacks this row) resumes into the very same evaluation.
     fn evaluate(&mut self, s: i64) -> Result<bool> {
         let TrainJob { kind, opts, data, .. } = *self.job;
-        let before = CpuRngState::try_save()?;
+        // Evaluation draws only batch indices, on the CPU generator (dropout is off).
+        let before = RngState::try_save(Generator::Cpu)?;
         test_hook_stop_during("eval", self.job.stop.as_deref());
         let stop = self.job.stop.as_deref();
         let Some((train_loss, val_loss)) = estimate_loss_unless_stopped(&self.model, data, opts.batch_size, opts.eval_steps, stop) else {

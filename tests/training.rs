@@ -66,6 +66,7 @@ fn checkpoint_save_load_gives_identical_logits() {
             finished: true,
             chargpt_version: "test".into(),
             corpus: None,
+            arithmetic: None,
             training_sample: None,
         };
         checkpoint::save_model(&path, &t.model, &info).unwrap();
