@@ -37,7 +37,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--config", default=None, help="cpu or blog (default: cpu on cpu, blog on cuda)")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", default="0",
+                    help="chargpt's and PyTorch's CPU threads (0: all the CPUs; --contention: chargpt's default, auto, beside a fixed count)")
     ap.add_argument("--budget-s", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=None,
                     help="alternations per model, each a fresh process (speed varies per process here); the median round counts (default 9; --contention: 3)")
@@ -189,16 +190,19 @@ def contention(a):
     """Step and generation times of each side alone, beside one busy process, and beside
     a second copy of itself; rounds alternate the order of situations and sides."""
     models, rounds = a.models.split(","), a.rounds
-    sides = ("faithful", "pytorch", "fast")
+    # chargpt with its default thread count (auto: following the load) on both paths, and
+    # the fast path with all the CPUs fixed (`train --threads N`); PyTorch with its own.
+    sides = ("faithful", "pytorch", "fast", "fast-fixed")
     situations = ("alone", "busy", "pair")
     precision = a.precision or "fp32"
 
     def command(side, name):
-        common = ["--models", name, "--config", "cpu", "--threads", str(a.threads), "--budget-s", str(a.budget_s),
+        threads = {"pytorch": a.threads, "fast-fixed": a.threads}.get(side, "auto" if a.threads == "0" else a.threads)
+        common = ["--models", name, "--config", "cpu", "--threads", threads, "--budget-s", str(a.budget_s),
                   "--precision", precision]
         if side == "pytorch":
             return [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", "cpu"] + common
-        return [BIN, "bench", "--impl", side, "--device", "cpu"] + common
+        return [BIN, "bench", "--impl", side.removesuffix("-fixed"), "--device", "cpu"] + common
 
     print(f"contention: {rounds} rounds of {a.budget_s}s per side, model and situation, median", flush=True)
     table = []
@@ -211,7 +215,8 @@ def contention(a):
         for k in sides:
             ms = {s: median([float(row["ms_per_step"]) for row in got[(k, s)]]) for s in situations}
             gen = {s: median([float(row["gen_chars_per_s"]) for row in got[(k, s)]]) for s in situations}
-            row = dict(model=name, side=k, threads=got[(k, "alone")][0]["threads"], precision=precision,
+            row = dict(model=name, side=k, threads=got[(k, "alone")][0]["threads"] if k in ("pytorch", "fast-fixed") else "auto",
+                       precision=precision,
                        ms_alone=round(ms["alone"], 2), ms_busy=round(ms["busy"], 2), ms_pair=round(ms["pair"], 2),
                        busy_over_alone=round(ms["busy"] / ms["alone"], 2), pair_over_alone=round(ms["pair"] / ms["alone"], 2),
                        busy_worst_ms=round(max(float(row["ms_per_step"]) for row in got[(k, "busy")]), 2),

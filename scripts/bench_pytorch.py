@@ -1,6 +1,12 @@
 """PyTorch eager side of `make bench`: the same training step as `chargpt bench`
 (forward, loss, zero_grad, backward, AdamW step, loss.item()) with the reference models,
 same configuration, same thread count; prints the same CSV line format."""
+import os
+
+# As chargpt (src/arithmetic.rs): MKL's strict reproducibility mode, set before torch loads
+# MKL, so that the thread count does not change the numbers and both sides compute alike.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import argparse
 import json
 import pathlib

@@ -14,6 +14,12 @@ Per model, reference/<model>.safetensors holds
                   manual_seed(seed) (dropout on): 20 steps, evaluations, 50 characters
 and reference/manifest.json the configuration, seeds, tolerances and torch version.
 """
+import os
+
+# As chargpt (src/arithmetic.rs): MKL's strict reproducibility mode, set before torch loads
+# MKL, so that the thread count does not change the numbers and both sides compute alike.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import hashlib
 import json
 import pathlib

@@ -28,6 +28,7 @@
 #   start of the machine                                   ~1.5 min (outside the script)
 #   1. device: nvidia-smi, CUDA seen, fp32/tf32/bf16 8192^3 matmuls      ~10 s
 #   2. parity on CUDA, faithful and fast (tiny reference models)          ~20 s
+#   2b. the random streams: six tiny trainings (CUDA start ~5 s each)     ~40 s
 #   3. benchmark, blog configuration, V1..V10, one process per side and round (a CUDA
 #      process start is ~5 s): TF32 2 rounds x 3 sides x (5 s + 10 x ~1 s) ~90 s, bf16 one
 #      round ~45 s, torch.compile of V10 (capped at 90 s)                ~4 min
@@ -46,7 +47,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DRY=${GPU_CHECKS_DRY:-0}
-PHASES=${GPU_CHECKS_PHASES:-device,parity,bench,run}
+PHASES=${GPU_CHECKS_PHASES:-device,parity,rng,bench,run}
 CALL_BUDGET_S=${GPU_CHECKS_CALL_BUDGET_S:-570}
 BIN=${BIN:-target/release/chargpt}
 START=$(date +%s)
@@ -115,6 +116,27 @@ FAST_OK=0
 if wants parity; then
   phase parity-faithful "$BIN" parity --device "$DEV" --impl faithful
   phase parity-fast "$BIN" parity --device "$DEV" --impl fast && FAST_OK=1
+fi
+
+# The blog's random streams on the device (docs/REPRODUCIBILITY.md): batch indices come
+# from the CPU generator, so V1 (no dropout; initialised on the CPU) trains on the device
+# on the very batches of its CPU run (losses within 1e-4; other batches would part by
+# 1e-2); and a run extended with --resume continues every generator it draws from (on
+# CUDA, the device's: dropout, sampling), so its resume file ends with the uninterrupted
+# run's generator states, byte for byte.
+if wants rng; then
+  RNG_DIR="$OUT/../gpu-rng"
+  rm -rf "$RNG_DIR"
+  RNG_ARGS=(--preset tiny --eval-every 20 --no-plot --data reference/excerpt.txt)
+  phase rng-batches-on-device "$BIN" train "${RNG_ARGS[@]}" --models v1 --steps 41 --device "$DEV" --out "$RNG_DIR/v1-dev"
+  phase rng-batches-on-cpu "$BIN" train "${RNG_ARGS[@]}" --models v1 --steps 41 --device cpu --out "$RNG_DIR/v1-cpu"
+  phase rng-batches-equal "$PY" scripts/compare_runs.py "$RNG_DIR/v1-dev" "$RNG_DIR/v1-cpu" --model v1 --rel 1e-4
+  phase rng-straight "$BIN" train "${RNG_ARGS[@]}" --models v10 --steps 41 --device "$DEV" --out "$RNG_DIR/v10-straight"
+  phase rng-first-half "$BIN" train "${RNG_ARGS[@]}" --models v10 --steps 21 --device "$DEV" --out "$RNG_DIR/v10-resumed"
+  phase rng-resumed "$BIN" train --resume "$RNG_DIR/v10-resumed" --steps 41 --no-plot
+  phase rng-resume-continues "$PY" scripts/compare_runs.py "$RNG_DIR/v10-resumed" "$RNG_DIR/v10-straight" --model v10 --rel 1e-4 --rng
+  phase rng-recorded bash -c "grep -q '\"threads\"' $RNG_DIR/v10-straight/run.json && grep -q '\"libtorch\": \"2.11.0\"' $RNG_DIR/v10-straight/run.json \
+    && grep -q '\"device\": \"$DEV\"' $RNG_DIR/v10-straight/v10.json && cat $RNG_DIR/v10-straight/run.json"
 fi
 
 if wants bench; then

@@ -6,9 +6,16 @@ and training loop, and generation. Plain PyTorch (plus safetensors for checkpoin
     python scripts/reference.py train --preset cpu --model v1,v2 --seeds 1337,1338 --csv OUT.csv ...
     python scripts/reference.py eval --checkpoint RUN/v10.safetensors --data data/shakespeare.txt
     python scripts/reference.py export --model v10 --seed 1 --vocab-from data.txt --out DIR
+    python scripts/reference.py batches --data data.txt --seed 1337 --count 3 --batch-size 4 --block-size 8
 
 Its printed lines use the same format as `chargpt train`, so the two can be diffed.
 """
+import os
+
+# As chargpt (src/arithmetic.rs): MKL's strict reproducibility mode, set before torch loads
+# MKL, so that the thread count does not change the numbers and both sides compute alike.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
 import argparse
 import json
 import math
@@ -48,8 +55,13 @@ def split(tokens):
     return data[:n], data[n:]
 
 
+def batch_indices(data, batch_size, block_size):
+    # The blog's draw: no device argument, so the CPU generator wherever the data lives.
+    return torch.randint(len(data) - block_size, (batch_size,))
+
+
 def get_batch(data, batch_size, block_size, device="cpu"):
-    ix = torch.randint(len(data) - block_size, (batch_size,))
+    ix = batch_indices(data, batch_size, block_size)
     x = torch.stack([data[i:i + block_size] for i in ix])
     y = torch.stack([data[i + 1:i + block_size + 1] for i in ix])
     return x.to(device), y.to(device)
@@ -385,6 +397,13 @@ def main(argv=None):
     x.add_argument("--out", required=True)
     for flag, default in [("n-embed", 32), ("num-heads", 4), ("block-size", 16), ("block-layers", 2)]:
         x.add_argument(f"--{flag}", type=int, default=default)
+    b = sub.add_parser("batches", help="the start indices of --count get_batch draws after manual_seed(--seed), a line each")
+    b.add_argument("--data", required=True)
+    b.add_argument("--seed", type=int, default=1337)
+    b.add_argument("--count", type=int, default=3)
+    b.add_argument("--batch-size", type=int, default=4)
+    b.add_argument("--block-size", type=int, default=8)
+    b.add_argument("--split", choices=["train", "val"], default="train")
     a = ap.parse_args(argv)
 
     if a.cmd == "train":
@@ -428,6 +447,14 @@ def main(argv=None):
                    block_size=a.block_size, block_layers=a.block_layers, dropout=0.0)
         torch.manual_seed(a.seed)
         save_checkpoint(build(a.model.lower(), cfg), a.model.lower(), cfg, vocab, a.out)
+    elif a.cmd == "batches":
+        vocab = Vocab.from_text(load_text(a.data))
+        train, val = split(vocab.encode(load_text(a.data)))
+        data = train if a.split == "train" else val
+        torch.manual_seed(a.seed)
+        for _ in range(a.count):
+            ix = batch_indices(data, a.batch_size, a.block_size)
+            print(" ".join(str(int(i)) for i in ix))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@
 //! Why (docs/REPRODUCIBILITY.md): MKL's matrix multiplies split their sums by thread
 //! count, so 1 and 2 threads round differently and training amplifies the last bits. In
 //! MKL's strict conditional-numerical-reproducibility mode (`MKL_CBWR=AUTO,STRICT`) the
-//! split does not depend on the thread count; chargpt sets it before libtorch's first
-//! matrix multiply, and the thread count stays fixed besides, so that a run is the same
-//! whatever else runs on the machine.
+//! split does not depend on the thread count: chargpt sets it before libtorch's first
+//! matrix multiply. The default thread count then follows the machine's load (fast on a
+//! shared machine, `crate::cpu_share`) without changing a number; each model checks this
+//! before it trains (one forward and backward at 1 and at all threads, bit for bit) and
+//! keeps a fixed count where it does not hold.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -29,11 +31,11 @@ pub fn use_reproducible_blas() {
 /// `--threads`: libtorch's CPU threads for a whole run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Threads {
-    /// This many, from start to end (the default: the CPUs this process may use at start).
+    /// This many, from start to end (`--threads N`, or `OMP_NUM_THREADS`).
     Fixed(i32),
-    /// Follow the machine's load (`crate::cpu_share`): fewer threads while other processes
-    /// keep cores busy. The numbers then depend on the load wherever the thread count
-    /// changes them, so the run is not reproducible bit for bit there.
+    /// Follow the machine's load (`crate::cpu_share`), up to the CPUs this process may use:
+    /// fewer threads while other processes keep cores busy. The default, where the thread
+    /// count does not change the numbers ([`threads_leave_the_numbers_alone`]).
     Auto,
 }
 
@@ -89,9 +91,17 @@ impl<'de> Deserialize<'de> for Threads {
 }
 
 impl Threads {
-    /// The default: every CPU this process may use now (affinity, quotas and
-    /// `OMP_NUM_THREADS` honoured, as `device::fit_threads_to_available_cpus` left them).
+    /// The default: `auto`, or the count `OMP_NUM_THREADS` fixes.
     pub fn default_now() -> Threads {
+        match std::env::var_os("OMP_NUM_THREADS") {
+            Some(_) => Threads::Fixed(tch::get_num_threads().max(1)),
+            None => Threads::Auto,
+        }
+    }
+
+    /// The count that `0` means for `bench --threads`: the CPUs this process may use
+    /// (affinity, quotas and `OMP_NUM_THREADS` honoured).
+    pub fn all_available() -> Threads {
         Threads::Fixed(tch::get_num_threads().max(1))
     }
 
@@ -107,17 +117,39 @@ impl Threads {
         }
     }
 
-    /// "2 threads", "threads following the load (--threads auto: not reproducible bit for
-    /// bit)": for the run header.
+    /// "2 threads", "up to 2 threads, following the load": for the run header.
     pub fn describe(self) -> String {
         match self {
             Threads::Fixed(_) => crate::device::threads_line(),
-            Threads::Auto => format!(
-                "up to {} threads, following the load (--threads auto: the numbers may depend on what else runs)",
-                crate::device::available_cpus()
-            ),
+            Threads::Auto if crate::device::available_cpus() == 1 => crate::device::threads_line(),
+            Threads::Auto => format!("up to {} threads, following the load", crate::device::available_cpus()),
         }
     }
+}
+
+/// Whether `loss` (a forward pass of `model`, dropout off: no random draws) and the
+/// gradients of its backward pass are the same, bit for bit, with one thread and with
+/// `threads`. Where they are, the count can follow the load without changing a number.
+pub fn threads_leave_the_numbers_alone(model: &crate::models::Model, threads: i32, loss: impl Fn() -> tch::Tensor) -> bool {
+    let before = tch::get_num_threads();
+    let with = |n: i32| -> Vec<tch::Tensor> {
+        tch::set_num_threads(n);
+        let params = model.named_parameters();
+        for (_, p) in &params {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let l = loss();
+        l.backward();
+        let mut out = vec![l.detach().copy()];
+        out.extend(params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).map(|g| g.copy()));
+        out
+    };
+    let (one, all) = (with(1), with(threads));
+    tch::set_num_threads(before);
+    one.len() == all.len() && one.iter().zip(&all).all(|(a, b)| a.equal(b))
 }
 
 /// The machine a run computes on, as far as its numbers depend on it.
@@ -144,11 +176,9 @@ impl Machine {
     /// (None: nothing that changes the numbers).
     pub fn differences(&self, now: &Machine) -> Option<String> {
         let mut what = Vec::new();
-        for (name, then, here) in [
-            ("CPU", &self.cpu, &now.cpu),
-            ("libtorch", &self.libtorch, &now.libtorch),
-            ("MKL_CBWR", &self.mkl_cbwr, &now.mkl_cbwr),
-        ] {
+        for (name, then, here) in
+            [("CPU", &self.cpu, &now.cpu), ("libtorch", &self.libtorch, &now.libtorch), ("MKL_CBWR", &self.mkl_cbwr, &now.mkl_cbwr)]
+        {
             if then != here {
                 what.push(format!("{name} {then:?} then, {here:?} now"));
             }
@@ -159,11 +189,8 @@ impl Machine {
 
 /// "Intel(R) Xeon(R) Processor (family 6, model 207)" from /proc/cpuinfo's first CPU.
 pub fn cpu_model(cpuinfo: &str) -> String {
-    let field = |key: &str| {
-        cpuinfo
-            .lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_string()))
-    };
+    let field =
+        |key: &str| cpuinfo.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_string()));
     let name = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string());
     match (field("cpu family"), field("model")) {
         (Some(family), Some(model)) => format!("{name} (family {family}, model {model})"),
@@ -212,6 +239,22 @@ mod tests {
         let info = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 207\nmodel name\t: Intel(R) Xeon(R) Processor\n\nprocessor\t: 1\nmodel name\t: other\n";
         assert_eq!(cpu_model(info), "Intel(R) Xeon(R) Processor (family 6, model 207)");
         assert_eq!(cpu_model(""), std::env::consts::ARCH);
+    }
+
+    /// The check compares the loss and every gradient bit for bit: a computation whose
+    /// result depends on the thread count is caught, one that does not passes.
+    #[test]
+    fn the_thread_check_tells_a_count_dependent_computation() {
+        let _rng = crate::rng_lock();
+        let cfg = crate::layers::Config { vocab_size: 11, n_embed: 16, num_heads: 2, block_size: 8, block_layers: 1, dropout: 0.0 };
+        let model = crate::models::Model::new(crate::models::ModelKind::V6, &cfg, tch::Device::Cpu).unwrap();
+        let x = tch::Tensor::arange(16, (tch::Kind::Int64, tch::Device::Cpu)).remainder(11).view([2, 8]);
+        let y = (&x + 1).remainder(11);
+        let before = tch::get_num_threads();
+        assert!(threads_leave_the_numbers_alone(&model, 2, || model.loss(&x, &y, false)));
+        let scaled = || model.loss(&x, &y, false) * (1.0 + 1e-6 * tch::get_num_threads() as f64);
+        assert!(!threads_leave_the_numbers_alone(&model, 2, scaled));
+        assert_eq!(tch::get_num_threads(), before, "the caller's count is put back");
     }
 
     #[test]

@@ -53,7 +53,8 @@ pub fn print_steps(
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
         // As training does: fewer threads while other processes keep cores busy.
-        b.cpu_share = if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
+        b.cpu_share =
+            if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
         let times = b.time_steps(3, 5, budget_s);
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));

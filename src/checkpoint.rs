@@ -156,8 +156,17 @@ pub fn save_model(path: &Path, model: &Model, info: &ModelInfo) -> Result<()> {
 }
 
 /// Reads the JSON of a checkpoint given the path of its .safetensors or .json.
+/// The weights a `--checkpoint` names: the .safetensors itself, or the one beside a .json.
+pub fn weights_path(path: &Path) -> PathBuf {
+    if path.extension().is_some_and(|e| e == "json") {
+        path.with_extension("safetensors")
+    } else {
+        path.to_path_buf()
+    }
+}
+
 pub fn read_info(path: &Path) -> Result<(PathBuf, ModelInfo)> {
-    let weights = if path.extension().is_some_and(|e| e == "json") { path.with_extension("safetensors") } else { path.to_path_buf() };
+    let weights = weights_path(path);
     if weights.is_dir() {
         bail!("{} is a directory; pass a model's .safetensors file (e.g. RUN_DIR/v10.safetensors)", weights.display());
     }

@@ -150,10 +150,10 @@ pub(crate) struct TrainArgs {
     /// under bf16 autocast, on CUDA or the CPU (fast where the CPU has AVX512-BF16 or AMX).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,
-    /// libtorch's CPU threads for the whole run, recorded in run.json and kept by every
-    /// resume [default: the CPUs this process may use at the start]. `auto`: fewer while
-    /// other processes keep cores busy (faster on a shared machine; the numbers may then
-    /// depend on the load, see docs/REPRODUCIBILITY.md).
+    /// libtorch's CPU threads, recorded in run.json and kept by every resume. `auto` (the
+    /// default): the CPUs this process may use, fewer while other processes keep cores
+    /// busy, where the count does not change the numbers (checked per model; else fixed).
+    /// N: exactly N throughout. See docs/REPRODUCIBILITY.md.
     #[arg(long, value_name = "N|auto")]
     pub(crate) threads: Option<Threads>,
 }
@@ -339,7 +339,7 @@ pub(crate) struct ModelsArgs {
 /// `bench --threads`: 0 is training's default count.
 fn parse_bench_threads(s: &str) -> Result<Threads> {
     if s == "0" {
-        return Ok(Threads::default_now());
+        return Ok(Threads::all_available());
     }
     s.parse()
 }

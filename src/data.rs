@@ -70,28 +70,46 @@ impl Vocab {
     }
 }
 
-/// Reads a UTF-8 text file with errors that say what is wrong and what to do.
+/// The largest training text chargpt reads: far above any book (the default corpus is
+/// 5 MB), below what its token tensors (8 bytes a character) make of a machine's memory.
+pub const MAX_CORPUS_BYTES: u64 = 1 << 30;
+/// The largest prompt: the models see at most their block size of it anyway.
+pub const MAX_PROMPT_BYTES: u64 = 1 << 20;
+
+/// Reads the training text (`--data`), with errors that say what is wrong and what to do.
 pub fn read_text(path: &Path) -> Result<String> {
+    read_utf8(path, "data file", "pass --data with a UTF-8 text file, or run `make data` for the default corpus", MAX_CORPUS_BYTES)
+}
+
+/// Reads a prompt file (`generate --prompt-file`).
+pub fn read_prompt(path: &Path) -> Result<String> {
+    read_utf8(path, "prompt file", "pass --prompt-file with a UTF-8 text file", MAX_PROMPT_BYTES)
+}
+
+/// A regular file of at most `limit` bytes, in UTF-8; refused before it is read otherwise
+/// (a FIFO or /dev/zero would be read forever).
+fn read_utf8(path: &Path, what: &str, advice: &str, limit: u64) -> Result<String> {
+    let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            anyhow::anyhow!(
-                "data file {} does not exist (pass --data with a UTF-8 text file, or run `make data` for the default corpus)",
-                path.display()
-            )
-        }
-        _ => anyhow::anyhow!("cannot read data file {}: {e}", path.display()),
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{what} {shown} does not exist ({advice})"),
+        _ => anyhow::anyhow!("cannot read {what} {shown}: {e}"),
     })?;
     if meta.is_dir() {
-        bail!("data path {} is a directory; pass --data with a UTF-8 text file", path.display());
+        bail!("{what} {shown} is a directory; {advice}");
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read data file {} (check its permissions)", path.display()))?;
+    if !meta.is_file() {
+        bail!("{what} {shown} is not a regular file (a device, FIFO or socket); {advice}");
+    }
+    if meta.len() > limit {
+        bail!("{what} {shown} has {} bytes, more than the {} chargpt reads; use a smaller file", meta.len(), limit);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {what} {shown} (check its permissions)"))?;
     if bytes.is_empty() {
-        bail!("data file {} is empty; pass --data with a non-empty UTF-8 text file", path.display());
+        bail!("{what} {shown} is empty; {advice}");
     }
     String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
-            "data file {} is not valid UTF-8 (first bad byte at offset {}); convert it to UTF-8 first",
-            path.display(),
+            "{what} {shown} is not valid UTF-8 (first bad byte at offset {}); convert it to UTF-8 first",
             e.utf8_error().valid_up_to()
         )
     })

@@ -31,11 +31,8 @@ pub mod train;
 pub mod bench;
 pub mod precision;
 
-/// libtorch has one global CPU generator, and the unit tests of this crate run in parallel
-/// threads of one process: every unit test that draws random numbers (building a model
-/// included) holds this lock, so that no test's draws interleave with another's.
+/// The generator lock ([`rng::lock`]) for the unit tests.
 #[cfg(test)]
 pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
+    rng::lock()
 }

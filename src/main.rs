@@ -19,10 +19,17 @@ mod cli;
 use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, ModelsArgs, TrainArgs};
 
 fn cmd_train(args: TrainArgs) -> Result<()> {
+    // One writer per run folder (RunDir::lock): a resumed one is taken before its run.json
+    // is read, a new one when it is created (below).
+    let mut lock = None;
     let (opts, device, run) = match &args.resume {
         Some(dir) => {
+            let run = RunDir::new(dir);
+            if run.path.is_dir() {
+                lock = Some(run.lock()?);
+            }
             let (opts, device) = args.resumed_options(dir)?;
-            (opts, device, RunDir::new(dir))
+            (opts, device, run)
         }
         None => {
             let (opts, device) = args.to_options()?;
@@ -49,15 +56,19 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let run = match (&args.resume, &args.out) {
         (Some(_), _) => run,
         (None, Some(_)) => {
-            run.prepare(args.force)?;
+            lock = Some(run.prepare(args.force, &opts.data)?);
             run
         }
         (None, None) => {
             let corpus = opts.data.file_stem().map_or("data".into(), |s| s.to_string_lossy().to_string());
             let preset = opts.preset.map_or("custom", Preset::name);
-            RunDir::claim_new(Path::new("runs"), &format!("{corpus}-{preset}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S")))?
+            let stem = format!("{corpus}-{preset}-{}", chrono::Local::now().format("%Y%m%d-%H%M%S"));
+            let (run, held) = RunDir::claim_new(Path::new("runs"), &stem)?;
+            lock = Some(held);
+            run
         }
     };
+    let _lock = lock;
     // A resume rewrites it too: --steps may have extended the run, --device moved it.
     checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -100,7 +111,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     if !args.no_plot {
         // The training is done and saved: a plot that fails is a warning, not a failure.
         if let Err(e) = chargpt::plot::plot_run(&run.path) {
-            eprintln!("warning: the plots were not drawn ({e:#}); draw them with: chargpt plot {}", run.path.display());
+            chargpt::tell!("warning: the plots were not drawn ({e:#}); draw them with: chargpt plot {}", run.path.display());
         }
     }
     chargpt::say!("results in {}", run.path.display());
@@ -120,8 +131,22 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         bail!("--top-k and --num-samples must be at least 1");
     }
     let prompt = match &args.prompt_file {
-        Some(path) => Some(read_text(path)?),
+        Some(path) => Some(chargpt::data::read_prompt(path)?),
         None => args.prompt.clone(),
+    };
+    // Nothing it reads and no file of a run may be overwritten by the samples.
+    let lock = match &args.out {
+        Some(out) => {
+            let weights = checkpoint::weights_path(&args.checkpoint);
+            let info = checkpoint::info_path(&weights);
+            let mut inputs = vec![args.checkpoint.as_path(), weights.as_path(), info.as_path()];
+            inputs.extend(args.prompt_file.as_deref());
+            chargpt::run_dir::refuse_clobbering(out, &inputs)?;
+            let folder = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let run = RunDir::new(folder);
+            run.options().exists().then(|| run.lock()).transpose()?
+        }
+        None => None,
     };
     let device = args.device.select()?;
     let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
@@ -135,10 +160,12 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     let prompt = prompt.as_deref();
     match &args.out {
         Some(path) => {
-            let mut file =
-                std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?);
-            sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut file)?;
-            println!("wrote {}", path.display());
+            // Written whole, atomically: a stopped generation leaves the file as it was.
+            let mut text = Vec::new();
+            sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut text)?;
+            checkpoint::write_atomic(path, &text)?;
+            drop(lock);
+            chargpt::say!("wrote {}", path.display());
             Ok(())
         }
         None => sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut std::io::stdout().lock()),
@@ -152,7 +179,7 @@ fn cmd_eval(args: EvalArgs) -> Result<()> {
         (None, Some(corpus)) => {
             let now = read_text(&corpus.absolute).map(|t| chargpt::data::Corpus::of(&corpus.absolute, &t).sha256);
             if now.as_ref().is_ok_and(|sha| *sha != corpus.sha256) {
-                eprintln!("warning: {} changed since this model was trained on it (its sha256 differs)", corpus.absolute.display());
+                chargpt::tell!("warning: {} changed since this model was trained on it (its sha256 differs)", corpus.absolute.display());
             }
             corpus.absolute.clone()
         }
@@ -168,17 +195,6 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     args.sizes.apply(&mut o);
     let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
     let cfg = o.model_config(args.vocab_size);
-    // Listing builds each model: refuse sizes whose parameters alone do not fit.
-    if let (Some(available), Some(&largest)) = (chargpt::footprint::available_bytes(), models.iter().max()) {
-        let need = 4.0 * chargpt::footprint::parameters(largest, &cfg);
-        if need > available {
-            bail!(
-                "{largest} at these sizes has {:.1} GB of parameters, more than the {:.1} GB available; pass smaller sizes",
-                need / 1e9,
-                available / 1e9
-            );
-        }
-    }
     chargpt::models::print_table(&cfg, &models)
 }
 
@@ -192,7 +208,11 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let models = parse_model_list(&args.models)?;
-    let timing = chargpt::bench::Timing { budget_s: args.budget_s, generate_chars: args.generate_chars, follow_load: args.threads == chargpt::arithmetic::Threads::Auto };
+    let timing = chargpt::bench::Timing {
+        budget_s: args.budget_s,
+        generate_chars: args.generate_chars,
+        follow_load: args.threads == chargpt::arithmetic::Threads::Auto,
+    };
     chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }
 
@@ -206,7 +226,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => cmd_generate(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Models(a) => cmd_models(a),
-        Command::Plot { run_dir } => chargpt::plot::plot_run(&run_dir),
+        Command::Plot { run_dir } => {
+            let _lock = if run_dir.is_dir() { Some(RunDir::new(&run_dir).lock()?) } else { None };
+            chargpt::plot::plot_run(&run_dir)
+        }
         Command::Parity { reference, device, implementation } => chargpt::parity::print_table(&reference, device.select()?, implementation),
         Command::Bench(a) => cmd_bench(a),
     }
@@ -225,7 +248,7 @@ fn main() {
             let text = e.to_string();
             let head: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
             let first = head.join(" ").trim_start_matches("error: ").trim_end_matches(':').to_string();
-            eprintln!("error: {first}; see `chargpt --help`");
+            chargpt::tell!("error: {first}; see `chargpt --help`");
             std::process::exit(2);
         }
     };
@@ -233,7 +256,7 @@ fn main() {
     chargpt::device::fit_threads_to_available_cpus();
     let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|payload| Err(chargpt::panics::to_error(payload).into()));
     if let Err(e) = result {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        chargpt::tell!("error: {}", format!("{e:#}").replace('\n', " "));
         let code = if e.chain().any(|c| c.downcast_ref::<Stopped>().is_some()) {
             130
         } else if e.chain().any(|c| c.downcast_ref::<PanicError>().is_some_and(|p| matches!(p, PanicError::Internal(_)))) {

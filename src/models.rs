@@ -402,8 +402,9 @@ pub fn print_table(cfg: &Config, models: &[ModelKind]) -> Result<()> {
     println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
     println!("{:<5} {:>12}  adds", "model", "parameters");
     for &kind in models {
-        let model = Model::new(kind, cfg, Device::Cpu)?;
-        println!("{:<5} {:>12}  {}", kind.to_string(), model.num_parameters(), kind.adds());
+        validate(kind, cfg)?;
+        // Counted, not built: a table of huge sizes costs nothing.
+        println!("{:<5} {:>12}  {}", kind.to_string(), crate::footprint::parameters(kind, cfg) as i64, kind.adds());
     }
     Ok(())
 }
@@ -451,7 +452,17 @@ impl Model {
     }
 
     /// Logits `[B, T, V]`; `train` turns dropout on.
+    /// Panics, as nanoGPT's `assert t <= block_size` does, on a sequence longer than the
+    /// block size for a model with position embeddings (V3..V10; V1/V2 take any length, as
+    /// in the blog): no caller in chargpt makes one (generation crops to the block size).
     pub fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+        let t = idx.size().last().copied().unwrap_or(0);
+        assert!(
+            t <= self.cfg.block_size || self.kind.is_position_free(),
+            "cannot forward a sequence of length {t}: {}'s block size is only {}",
+            self.kind,
+            self.cfg.block_size
+        );
         self.net.forward(idx, train)
     }
 
@@ -617,5 +628,18 @@ mod tests {
     fn model_names_parse() {
         assert_eq!(parse_model_list("v1,V4, v10").unwrap(), [ModelKind::V1, ModelKind::V4, ModelKind::V10]);
         assert!(parse_model_list("v11").unwrap_err().to_string().contains("unknown model"));
+    }
+
+    /// nanoGPT's assert: V3..V10 refuse a sequence longer than their block size.
+    #[test]
+    #[should_panic(expected = "cannot forward a sequence of length 9: v3's block size is only 8")]
+    fn a_sequence_longer_than_the_block_size_is_refused() {
+        let _rng = crate::rng_lock();
+        let cfg = Config { vocab_size: 10, n_embed: 8, num_heads: 2, block_size: 8, block_layers: 1, dropout: 0.0 };
+        let v1 = Model::new(ModelKind::V1, &cfg, Device::Cpu).unwrap();
+        let long = Tensor::zeros([1, 9], (tch::Kind::Int64, Device::Cpu));
+        assert_eq!(v1.forward(&long, false).size(), [1, 9, 10], "a bigram model takes any length");
+        let v3 = Model::new(ModelKind::V3, &cfg, Device::Cpu).unwrap();
+        let _ = v3.forward(&long, false);
     }
 }

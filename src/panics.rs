@@ -46,9 +46,9 @@ pub fn install_hook() {
         }
         let location = info.location().map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
         let backtrace = std::backtrace::Backtrace::capture();
-        eprintln!("chargpt panicked{location}");
+        crate::tell!("chargpt panicked{location}");
         if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            eprintln!("{backtrace}");
+            crate::tell!("{backtrace}");
         }
     }));
 }

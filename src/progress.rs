@@ -64,7 +64,7 @@ impl Progress {
             None => {
                 if self.last_line.elapsed() >= Duration::from_secs(30) || done == self.total {
                     self.last_line = Instant::now();
-                    eprintln!("{} {done}/{} {}", self.label, self.total, self.message());
+                    crate::tell!("{} {done}/{} {}", self.label, self.total, self.message());
                 }
             }
         }
@@ -74,7 +74,7 @@ impl Progress {
     pub fn set_note(&mut self, note: Option<String>) {
         if note.is_some() && self.note.is_none() && self.bar.is_none() && self.visible {
             // Plain logging: say it once when it starts, not only on the next periodic line.
-            eprintln!("{} {}", self.label, note.as_deref().unwrap_or_default());
+            crate::tell!("{} {}", self.label, note.as_deref().unwrap_or_default());
         }
         self.note = note;
     }
@@ -105,5 +105,16 @@ macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a closed standard error: `chargpt train ... 2>&1 | head -3`
+/// must not stop a training either (eprintln! would panic, and the panic's own report to
+/// the closed stderr would abort the process).
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
 }

@@ -167,9 +167,9 @@ pub fn restore_sampling_generator(weights: &Path, device: tch::Device) -> Result
     }
     let rng: HashMap<String, Tensor> = tensors.into_iter().filter(|(n, _)| n.starts_with("rng/")).collect();
     for generator in Generator::of_run(device) {
-        let t = rng.get(&generator.tensor_name()).with_context(|| {
-            format!("--like-training: {} holds no state of {generator}, which the sample drew from", resume.display())
-        })?;
+        let t = rng
+            .get(&generator.tensor_name())
+            .with_context(|| format!("--like-training: {} holds no state of {generator}, which the sample drew from", resume.display()))?;
         RngState::from_tensor(generator, t).try_restore()?;
     }
     Ok(opts.generate_chars)

@@ -13,6 +13,14 @@ extern "C" {
     fn chargpt_rng_set_state(device_index: i64, state: *const u8, len: i64) -> i32;
 }
 
+/// libtorch has one global CPU generator, and tests run in parallel threads of one
+/// process: every test that draws random numbers (building a model included) holds this
+/// lock, so that no test's draws interleave with another's.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One of libtorch's default generators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generator {

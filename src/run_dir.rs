@@ -6,6 +6,18 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// An exclusive hold on a run folder: an OS file lock (`flock`) on [`LOCK_FILE`] in it,
+/// which the kernel releases when the process ends, however it ends (a SIGKILL leaves
+/// nothing to clean up). Every command that writes into a run folder holds one, so one
+/// process writes there at a time.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: std::fs::File,
+}
+
+/// The lock file of a run folder (hidden; it holds the pid of the process that locked it).
+pub const LOCK_FILE: &str = ".chargpt.lock";
+
 /// A run folder written by `chargpt train`.
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -81,9 +93,21 @@ impl RunDir {
         runs
     }
 
-    /// The files chargpt wrote here, seed sub-folders included, by their path from here.
+    /// The files chargpt wrote here, seed sub-folders included, by their path from here:
+    /// its own names, and the temporary files of atomic writes that a kill left behind.
     fn our_files(&self) -> Vec<String> {
-        let mut ours: Vec<String> = Self::file_names().into_iter().filter(|n| self.path.join(n).exists()).collect();
+        let names = Self::file_names();
+        let mut ours: Vec<String> = names.iter().filter(|n| self.path.join(n).exists()).cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            let mut leftovers: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .filter(|n| is_leftover_temporary(n, &names))
+                .collect();
+            leftovers.sort();
+            ours.extend(leftovers);
+        }
         for (seed, sub) in self.seed_runs() {
             ours.extend(sub.our_files().into_iter().map(|n| format!("seed-{seed}/{n}")));
         }
@@ -102,10 +126,30 @@ impl RunDir {
     /// Claims the folder for a new run: creates it, refuses one that holds a run or any
     /// file chargpt would write (unless `force`, which removes those files and only them),
     /// and creates run.json exclusively, so that two runs started at once never share it.
-    pub fn prepare(&self, force: bool) -> Result<()> {
+    pub fn prepare(&self, force: bool, corpus: &std::path::Path) -> Result<FolderLock> {
         let path = &self.path;
         if path.is_file() {
             bail!("--out {} is a file; pass a folder (it is created if missing)", path.display());
+        }
+        // The training text must not be one of the files the run writes (or --force removes).
+        let real = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        if let Some(text) = real(corpus) {
+            let names = Self::file_names();
+            let ours = self.our_files().into_iter().chain(names).any(|n| real(&path.join(&n)).is_some_and(|f| f == text));
+            if ours {
+                bail!(
+                    "the training text {} is a file chargpt writes in {}; move it out of the run folder or pass another --out",
+                    corpus.display(),
+                    path.display()
+                );
+            }
+        }
+        std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))?;
+        let lock = self.lock()?;
+        // An empty run.json is a claim whose process died before it wrote the run (nobody
+        // holds the lock now): nothing was trained, so the folder is free again.
+        if self.options().metadata().is_ok_and(|m| m.len() == 0) && !self.has_checkpoints() {
+            std::fs::remove_file(self.options()).with_context(|| format!("cannot remove {}", self.options().display()))?;
         }
         if self.options().exists() && !force {
             bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
@@ -118,24 +162,25 @@ impl RunDir {
                 ours.join(", ")
             );
         }
-        std::fs::create_dir_all(path).with_context(|| format!("cannot create run folder {}", path.display()))?;
         if force {
             self.clear()?;
         }
-        self.claim()
+        self.claim()?;
+        Ok(lock)
     }
 
     /// A new folder `runs/<stem>` for a default-named run, or `<stem>-2`, `-3`, ... when
     /// that name is taken: created exclusively, never shared with a run started at once.
-    pub fn claim_new(parent: &std::path::Path, stem: &str) -> Result<RunDir> {
+    pub fn claim_new(parent: &std::path::Path, stem: &str) -> Result<(RunDir, FolderLock)> {
         std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
         for n in 1..1000 {
             let name = if n == 1 { stem.to_string() } else { format!("{stem}-{n}") };
             let run = RunDir::new(parent.join(name));
             match std::fs::create_dir(&run.path) {
                 Ok(()) => {
+                    let lock = run.lock()?;
                     run.claim()?;
-                    return Ok(run);
+                    return Ok((run, lock));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e).with_context(|| format!("cannot create run folder {}", run.path.display())),
@@ -153,6 +198,38 @@ impl RunDir {
             }
             Err(e) => Err(e).with_context(|| format!("cannot write {}", self.options().display())),
         }
+    }
+
+    /// Takes the folder (which must exist) for this process, or refuses in one line naming
+    /// the process that holds it.
+    pub fn lock(&self) -> Result<FolderLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = self.path.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot lock run folder {} (cannot write {})", self.path.display(), path.display()))?;
+        // SAFETY: flock only reads the descriptor, which `file` owns and keeps open.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(e).with_context(|| format!("cannot lock run folder {}", self.path.display()));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim().parse::<u32>().map_or(String::new(), |pid| format!(" (process {pid})"));
+            bail!(
+                "{} is in use by another chargpt{holder}: one process writes into a run folder at a time; wait for it to finish, or stop it (Ctrl-C keeps its checkpoint)",
+                self.path.display()
+            );
+        }
+        // Who holds it, for the message of the next one that tries.
+        let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "{}", std::process::id()));
+        Ok(FolderLock { _file: file })
     }
 
     /// Whether any model of the run has written a checkpoint yet.
@@ -184,6 +261,40 @@ impl RunDir {
     }
 }
 
+/// `.v1.safetensors.tmp-4242`: the temporary file `checkpoint::write_atomic` makes for one
+/// of `names` (a kill before its rename leaves it).
+fn is_leftover_temporary(file: &str, names: &[String]) -> bool {
+    let Some((name, pid)) = file.strip_prefix('.').and_then(|f| f.rsplit_once(".tmp-")) else { return false };
+    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && names.iter().any(|n| n == name)
+}
+
+/// Refuses an output path that would destroy what a command reads or a run holds: any of
+/// `inputs` (compared after resolving links), or a file of a run folder — one of chargpt's
+/// names in a folder that holds a run.json or in the folder of an input.
+pub fn refuse_clobbering(out: &std::path::Path, inputs: &[&std::path::Path]) -> Result<()> {
+    let resolve = |p: &std::path::Path| -> PathBuf {
+        if let Ok(real) = std::fs::canonicalize(p) {
+            return real;
+        }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::canonicalize(parent).map_or(p.to_path_buf(), |d| d.join(p.file_name().unwrap_or_default()))
+    };
+    let target = resolve(out);
+    for input in inputs {
+        if resolve(input) == target {
+            bail!("--out {} is the file this command reads ({}); write the samples to another file", out.display(), input.display());
+        }
+    }
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let folder = target.parent().map(PathBuf::from).unwrap_or_default();
+    let run_file = RunDir::file_names().iter().any(|n| n == name) || name == LOCK_FILE;
+    let in_a_run = folder.join(RUN_FILES[0]).exists() || inputs.iter().any(|i| resolve(i).parent() == Some(folder.as_path()));
+    if run_file && in_a_run {
+        bail!("--out {} is a file of the run in {}; write the samples to another file", out.display(), folder.display());
+    }
+    Ok(())
+}
+
 fn csv_bytes<R: Serialize>(rows: &[R], header: &[&str]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for row in rows {
@@ -211,5 +322,39 @@ mod tests {
             assert!(names.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{}", path.display());
         }
         assert_eq!(names.len(), 4 + 6 * 10);
+    }
+
+    /// One holder at a time; the lock goes with its holder.
+    #[test]
+    fn a_folder_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let held = run.lock().unwrap();
+        let err = run.lock().unwrap_err().to_string();
+        assert!(
+            err.contains("is in use by another chargpt (process ") && err.contains("one process writes into a run folder at a time"),
+            "{err}"
+        );
+        drop(held);
+        run.lock().unwrap();
+    }
+
+    /// A kill between an atomic write's temporary file and its rename leaves
+    /// `.NAME.tmp-PID`: the clean-up (and so --force) removes those of chargpt's names only.
+    #[test]
+    fn leftover_temporary_files_are_cleared_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        let seed = run.seed_run(7);
+        std::fs::create_dir(&seed.path).unwrap();
+        let ours = [dir.path().join(".v1.safetensors.tmp-4242"), dir.path().join(".run.json.tmp-1"), seed.path.join(".v10.csv.tmp-77")];
+        let theirs = [dir.path().join(".notes.txt.tmp-1"), dir.path().join(".v1.csv.tmp-x"), dir.path().join("v1.csv.tmp-1")];
+        for f in ours.iter().chain(&theirs) {
+            std::fs::write(f, b"x").unwrap();
+        }
+        run.clear().unwrap();
+        assert!(ours.iter().all(|f| !f.exists()), "chargpt's temporary files are removed");
+        assert!(theirs.iter().all(|f| f.exists()), "other files stay");
+        assert!(!seed.path.exists(), "the seed folder, left empty, goes");
     }
 }

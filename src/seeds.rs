@@ -58,6 +58,8 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
     for (i, &seed) in opts.seeds.iter().enumerate() {
         let sub = run.seed_run(seed);
         std::fs::create_dir_all(&sub.path).with_context(|| format!("cannot create {}", sub.path.display()))?;
+        // The seed's folder is a run of its own: no one resumes it while this trains it.
+        let _lock = sub.lock()?;
         let single = options_for(opts, seed);
         crate::checkpoint::write_atomic(&sub.options(), serde_json::to_string_pretty(&single)?.as_bytes())?;
         crate::say!("=== seed {seed} ({} of {}), in {}", i + 1, opts.seeds.len(), sub.path.display());

@@ -191,6 +191,9 @@ impl TrainOptions {
         let text = std::fs::read_to_string(run.options()).map_err(|e| {
             anyhow::anyhow!("cannot resume {dir}: no readable run.json there ({e}); pass a folder written by `chargpt train`")
         })?;
+        if text.is_empty() && !run.has_checkpoints() {
+            bail!("{dir}/run.json is empty: the run that claimed the folder stopped before training; start it again with --out {dir}");
+        }
         let mut opts: TrainOptions =
             serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", run.options().display()))?;
         let device = match device {
@@ -221,7 +224,10 @@ impl TrainOptions {
             (None, Some(recorded)) => recorded,
             (None, None) => {
                 let now = Threads::default_now();
-                crate::say!("chargpt: {} records no thread count (written by an older chargpt): continuing with {now}", run.options().display());
+                crate::say!(
+                    "chargpt: {} records no thread count (written by an older chargpt): continuing with {now}",
+                    run.options().display()
+                );
                 now
             }
         });
@@ -405,9 +411,37 @@ struct Trainer<'a> {
     /// (steps done, training seconds) at the last evaluation, for its tokens/s.
     last_eval: (i64, f64),
     losses: Vec<f64>,
+    /// The thread count this model computes with: the run's, or a fixed one where the
+    /// count would change this model's numbers (`auto_threads_or_fixed`).
+    threads: Option<Threads>,
     /// On the CPU: the load of the other processes, to give way to (`--threads auto`) or
     /// to say is slowing a fixed count down.
     cpu_share: Option<crate::cpu_share::CpuShare>,
+}
+
+/// `--threads auto` for `model` where the thread count does not change its numbers (one
+/// forward and backward of the run's first training windows, dropout off, compared bit
+/// for bit at 1 and at all threads); else all the CPUs, fixed, and a line that says so.
+fn auto_threads_or_fixed(job: &TrainJob, model: &Model) -> Threads {
+    let all = crate::device::available_cpus();
+    if all == 1 {
+        return Threads::Auto;
+    }
+    let (opts, data) = (job.opts, job.data);
+    let train = data.split(Split::Train);
+    let starts = Tensor::arange(opts.batch_size.min(train.size()[0] - opts.block_size), (tch::Kind::Int64, train.device()));
+    let (x, y) = crate::data::windows(train, &starts, opts.block_size, job.device);
+    let loss = || opts.precision.forward(job.device, || model.loss(&x, &y, false));
+    if crate::arithmetic::threads_leave_the_numbers_alone(model, all, loss) {
+        return Threads::Auto;
+    }
+    if job.verbose {
+        crate::say!(
+            "{}: 1 and {all} threads give different numbers on this machine, so it computes with {all}, fixed, whatever the load",
+            job.kind
+        );
+    }
+    Threads::Fixed(all)
 }
 
 impl<'a> Trainer<'a> {
@@ -431,7 +465,11 @@ impl<'a> Trainer<'a> {
         }
         let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
         let (wall_before, last_eval) = (state.wall_seconds, (state.steps_done, state.train_seconds));
-        let cpu_share = match opts.threads {
+        let threads = match opts.threads {
+            Some(Threads::Auto) if !device.is_cuda() => Some(auto_threads_or_fixed(job, &model)),
+            other => other,
+        };
+        let cpu_share = match threads {
             _ if device.is_cuda() => None,
             Some(Threads::Fixed(1)) => None, // one thread has no barrier to spin at
             Some(Threads::Fixed(n)) => crate::cpu_share::CpuShare::new(n),
@@ -439,7 +477,8 @@ impl<'a> Trainer<'a> {
             None => None, // library use: libtorch's count is the caller's
         };
         let session_start = Instant::now();
-        Ok(Trainer { job, model, opt, state, progress, session_start, wall_before, last_eval, losses: Vec::new(), cpu_share })
+        let losses = Vec::new();
+        Ok(Trainer { job, model, opt, state, progress, session_start, wall_before, last_eval, losses, threads, cpu_share })
     }
 
     fn stop_requested(&self) -> bool {
@@ -460,7 +499,7 @@ impl<'a> Trainer<'a> {
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
             corpus: self.job.opts.corpus.clone(),
-            arithmetic: self.job.opts.arithmetic(),
+            arithmetic: self.job.opts.arithmetic().map(|a| Arithmetic { threads: self.threads.unwrap_or(a.threads), ..a }),
             training_sample: finished.then(|| {
                 let n = self.job.opts.generate_chars;
                 let generator = match self.job.device {
@@ -501,7 +540,7 @@ impl<'a> Trainer<'a> {
     /// processes slow it down: its threads then wait for each other at every op.
     fn share_the_cpu(&mut self) {
         let Some(share) = &mut self.cpu_share else { return };
-        match self.job.opts.threads {
+        match self.threads {
             Some(Threads::Fixed(n)) => {
                 if let Some(free) = share.tick() {
                     self.progress.set_note((free < n).then(|| {

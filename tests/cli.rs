@@ -464,7 +464,14 @@ fn sizes_that_cannot_fit_in_memory_are_refused_up_front() {
         fails_with(&strs(&tiny_train(&dir.path().join("big"), "v2", flags)), "GB to train, more than the");
     }
     assert!(!dir.path().join("big").exists(), "refused before the run folder was made");
-    fails_with(&["models", "--vocab-size", "1000000000"], "GB of parameters");
+}
+
+/// `models` counts parameters from the shapes, without building a model: any size lists
+/// at once, V1 (V x V) included, and the count is the built model's (footprint's tests).
+#[test]
+fn models_counts_parameters_without_building_them() {
+    let r = ok(&["models", "v1", "v10", "--vocab-size", "1000000000"]);
+    assert!(r.stdout.contains("v1    1000000000000000000  a V x V"), "{}", r.stdout);
 }
 
 /// `--precision bf16` trains on the CPU too (autocast), and the run records it.

@@ -12,11 +12,8 @@ use chargpt::layers::{Config, Faithful, FeedForwardKind, Layers, MultiHeadKind};
 use chargpt::models::{Implementation, Model, ModelKind};
 use chargpt::parity::{compare, Tolerance};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
-use std::sync::Mutex;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-static RNG: Mutex<()> = Mutex::new(());
 
 fn config() -> Config {
     Config { vocab_size: 30, n_embed: 32, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 }
@@ -36,7 +33,7 @@ fn layers(fast: bool) -> &'static dyn Layers {
 const TOL: Tolerance = Tolerance { rel: 1e-4, abs_floor: 1e-9, run_loss: 0.0, adam_end_to_end_rel: 0.0 };
 
 fn agree_on_every_model(portable: bool) {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     chargpt::fast::set_portable_kernels(portable);
     for kind in ModelKind::ALL {
         tch::manual_seed(11);
@@ -89,7 +86,7 @@ fn dropout_config() -> Config {
 /// of its window, which varies; the projection's dropout zeroes a share p; together the
 /// mean stays 1.
 fn attention_dropout_sites(fast: bool, portable: bool) {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     chargpt::fast::set_portable_kernels(portable);
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
@@ -142,7 +139,7 @@ fn attention_dropout_sites_fast_portable() {
 /// output scaled by 1 / (1 - p).
 #[test]
 fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     for (fast, portable) in [(false, false), (true, false), (true, true)] {
         chargpt::fast::set_portable_kernels(portable);
         tch::manual_seed(6);
@@ -162,7 +159,7 @@ fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
 
 #[test]
 fn fast_path_trains_to_the_same_loss() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
     let data = Dataset::new(&text);
     let opts =
@@ -180,7 +177,7 @@ fn fast_path_trains_to_the_same_loss() {
 /// per tensor); outside the autocast scope everything is fp32 again.
 #[test]
 fn bf16_autocast_on_the_cpu_agrees_with_fp32_to_bf16_precision() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     let cfg = Config { vocab_size: 30, n_embed: 64, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 };
     for imp in [Implementation::Faithful, Implementation::Fast] {
         for kind in [ModelKind::V5, ModelKind::V8, ModelKind::V10] {

@@ -35,7 +35,16 @@ fn the_gpu_checks_rehearse_on_the_cpu() {
     let out = dir.path().join("out");
     // A run long enough to be cut by a 2-second budget (SIGINT: chargpt checkpoints).
     let summary = gpu_checks(&out, &[("GPU_CHECKS_DRY_STEPS", "2001"), ("GPU_CHECKS_RUN_BUDGET_S", "2")]);
-    for phase in ["matmul-fp32 rc=0", "footprint-refused rc=0", "parity-faithful rc=0", "parity-fast rc=0", "bench-fp32 rc=0"] {
+    for phase in [
+        "matmul-fp32 rc=0",
+        "footprint-refused rc=0",
+        "parity-faithful rc=0",
+        "parity-fast rc=0",
+        "rng-batches-equal rc=0",
+        "rng-resume-continues rc=0",
+        "rng-recorded rc=0",
+        "bench-fp32 rc=0",
+    ] {
         assert!(summary.contains(phase), "{phase} missing from:\n{summary}");
     }
     assert!(summary.contains("train rc=130") || summary.contains("train rc=0"), "{summary}");
@@ -43,6 +52,7 @@ fn the_gpu_checks_rehearse_on_the_cpu() {
     assert!(files.len() <= 8, "at most 8 files come back: {files:?}");
     let checks = std::fs::read_to_string(out.join("checks.txt")).unwrap();
     assert!(checks.contains("parity of the fast path"), "{checks}");
+    assert!(checks.contains("v10: generator states ['rng/cpu'] vs ['rng/cpu']"), "{checks}");
     let bench = std::fs::read_to_string(out.join("bench-cpu-fp32.csv")).unwrap();
     assert!(bench.lines().count() == 3 && bench.contains("pytorch_compile_ms_per_step"), "{bench}");
     let tar = out.join("blog-run.tar.gz");

@@ -139,3 +139,40 @@ fn a_multi_seed_run_equals_the_references_seed_by_seed() {
     let out = table(off.to_str().unwrap());
     assert!(out.contains("3 of 4 runs identical") && out.contains("**no**"), "{out}");
 }
+
+/// The blog's get_batch draws its indices with `torch.randint` on the CPU generator; so
+/// does chargpt, wherever the data lives.
+#[test]
+fn batch_indices_are_torch_randint_on_the_cpu_generator() {
+    let data = excerpt();
+    let text = std::fs::read_to_string(&data).unwrap();
+    let ds = chargpt::data::Dataset::new(&text);
+    for (split, name, seed) in [(chargpt::data::Split::Train, "train", 1337), (chargpt::data::Split::Val, "val", 7)] {
+        let theirs = py_ok(&[
+            "batches",
+            "--data",
+            data.to_str().unwrap(),
+            "--seed",
+            &seed.to_string(),
+            "--count",
+            "5",
+            "--batch-size",
+            "32",
+            "--block-size",
+            "64",
+            "--split",
+            name,
+        ]);
+        let ours: Vec<String> = {
+            let _turn = chargpt::rng::lock();
+            tch::manual_seed(seed);
+            (0..5)
+                .map(|_| {
+                    let ix = Vec::<i64>::try_from(ds.batch_indices(split, 32, 64)).unwrap();
+                    ix.iter().map(i64::to_string).collect::<Vec<_>>().join(" ")
+                })
+                .collect()
+        };
+        assert_eq!(ours, theirs.lines().map(String::from).collect::<Vec<_>>(), "{name}");
+    }
+}

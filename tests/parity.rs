@@ -5,14 +5,11 @@ use chargpt::models::Implementation;
 use chargpt::models::{Model, ModelKind};
 use chargpt::parity::{check_model, compare_all, Mismatch, Reference};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use tch::Device;
 
-/// libtorch has one global CPU generator: tests that replay its stream take turns.
-static RNG: Mutex<()> = Mutex::new(());
-
 fn rng_turn() -> MutexGuard<'static, ()> {
-    RNG.lock().unwrap_or_else(|e| e.into_inner())
+    chargpt::rng::lock()
 }
 
 fn reference() -> Reference {

@@ -5,11 +5,7 @@ use chargpt::checkpoint::{self, ModelInfo};
 use chargpt::data::Dataset;
 use chargpt::models::{Model, ModelKind};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
-use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
-
-/// libtorch has one global CPU generator: tests that replay its stream take turns.
-static RNG: Mutex<()> = Mutex::new(());
 
 fn text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap()
@@ -26,7 +22,7 @@ fn train(kind: ModelKind, opts: &TrainOptions, data: &Dataset) -> chargpt::train
 
 #[test]
 fn a_few_hundred_steps_bring_the_loss_well_below_ln_v() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     let data = Dataset::new(&text());
     let ln_v = (data.vocab.len() as f64).ln();
     for kind in [ModelKind::V1, ModelKind::V5, ModelKind::V10] {
@@ -40,7 +36,7 @@ fn a_few_hundred_steps_bring_the_loss_well_below_ln_v() {
 
 #[test]
 fn same_seed_same_losses_other_seed_other_losses() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     let data = Dataset::new(&text());
     let a = train(ModelKind::V10, &options(30, 5), &data);
     let b = train(ModelKind::V10, &options(30, 5), &data);
@@ -52,7 +48,7 @@ fn same_seed_same_losses_other_seed_other_losses() {
 
 #[test]
 fn checkpoint_save_load_gives_identical_logits() {
-    let _turn = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = chargpt::rng::lock();
     let data = Dataset::new(&text());
     let dir = tempfile::tempdir().unwrap();
     for kind in ModelKind::ALL {
