@@ -190,6 +190,9 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     if vocab.len() as i64 != info.config.vocab_size {
         bail!("{}: vocabulary has {} characters but config says {}", info_path(&weights).display(), vocab.len(), info.config.vocab_size);
     }
+    crate::models::validate(kind, &info.config)
+        .map_err(|e| anyhow::anyhow!("{}: {}", info_path(&weights).display(), as_fields(&e.to_string())))?;
+    crate::footprint::check_model(kind, &info.config, device, &info_path(&weights))?;
     let (tensors, _) = read_safetensors(&weights)?;
     if let Some((name, _)) = tensors.iter().find(|(_, t)| t.is_floating_point() && t.isfinite().all().int64_value(&[]) == 0) {
         bail!(
@@ -204,4 +207,31 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     let model = model?;
     model.load_state_dict(&tensors).with_context(|| format!("{} does not match its JSON description", weights.display()))?;
     Ok((model, vocab, info))
+}
+
+/// A validation message about flags (`--n-embed must be ...`), about the fields of a file
+/// instead (`field n_embed must be ...`): for values read from run.json or a JSON.
+pub fn as_fields(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find("--") {
+        out.push_str(&rest[..at]);
+        let flag: String = rest[at + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        out.push_str(&format!("field {}", flag.replace('-', "_")));
+        rest = &rest[at + 2 + flag.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod field_tests {
+    #[test]
+    fn flag_messages_become_field_messages() {
+        assert_eq!(
+            super::as_fields("--eval-every must be a positive integer, got 0"),
+            "field eval_every must be a positive integer, got 0"
+        );
+        assert_eq!(super::as_fields("no flag here"), "no flag here");
+    }
 }

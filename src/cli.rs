@@ -106,7 +106,9 @@ pub(crate) struct TrainArgs {
     /// Training steps per model; with --resume, a larger value extends the run.
     #[arg(long)]
     pub(crate) steps: Option<i64>,
-    /// Evaluate after every this many steps (the blog's log_step).
+    /// Evaluate after every this many steps (the blog's log_step): after step s (counted
+    /// from 0) when s % eval_every == 0 and s >= eval_every; each evaluation rewrites the
+    /// model's checkpoint (vN.safetensors is the latest).
     #[arg(long)]
     pub(crate) eval_every: Option<i64>,
     /// Batches per split in each evaluation.
@@ -134,7 +136,8 @@ pub(crate) struct TrainArgs {
     pub(crate) out: Option<PathBuf>,
     /// Continue the run in this folder with its recorded settings: finished models are
     /// skipped, the one in progress resumes. Only --steps (to extend), --device,
-    /// --precision and --threads may be given with it.
+    /// --precision, --threads and --data (the run's text, moved: same sha256) may be
+    /// given with it.
     #[arg(long, conflicts_with = "out")]
     pub(crate) resume: Option<PathBuf>,
     /// Allow writing into an existing run folder, replacing its files.
@@ -178,7 +181,6 @@ impl TrainArgs {
             ("--generate-chars", self.generate_chars.is_some()),
             ("--seed", self.seed.is_some()),
             ("--seeds", self.seeds.is_some()),
-            ("--data", self.data.is_some()),
             ("--impl", self.implementation.is_some()),
             ("--force", self.force),
         ]
@@ -219,12 +221,20 @@ impl TrainArgs {
         let given = self.hyperparameter_flags();
         if !given.is_empty() {
             bail!(
-                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device, --precision and --threads may be given",
+                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device, --precision, --threads and --data (the same text, moved) may be given",
                 given.join(", "),
                 dir.join("run.json").display()
             );
         }
-        TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision, self.threads)
+        let (mut opts, device) = TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision, self.threads)?;
+        // The text where the run recorded it (absolute, so a resume from another folder
+        // finds it), or where --data says it moved to (its sha256 must match: cmd_train).
+        opts.data = match (&self.data, opts.corpus.as_ref().map(|c| &c.absolute)) {
+            (Some(moved), _) => moved.clone(),
+            (None, Some(absolute)) if absolute.exists() || !opts.data.exists() => absolute.clone(),
+            (None, _) => opts.data.clone(),
+        };
+        Ok((opts, device))
     }
 }
 

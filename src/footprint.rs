@@ -93,6 +93,32 @@ pub fn check_training(models: &[ModelKind], cfg: &Config, batch_size: i64, devic
     }
 }
 
+/// Bytes a built model holds: its parameters and, in each head, its `[T, T]` causal mask
+/// (an upper bound: one per head of every block, V4's included).
+pub fn model_bytes(kind: ModelKind, cfg: &Config) -> f64 {
+    let blocks = (cfg.block_layers.max(3) + 1) as f64;
+    4.0 * parameters(kind, cfg) + 4.0 * (cfg.block_size as f64).powi(2) * cfg.num_heads.max(1) as f64 * blocks
+}
+
+/// Refuses, before a tensor is made, a checkpoint whose recorded sizes (`source`: its
+/// JSON) would not fit in the memory of `device`.
+pub fn check_model(kind: ModelKind, cfg: &Config, device: tch::Device, source: &std::path::Path) -> Result<()> {
+    let available = if device.is_cuda() { cuda_free_bytes() } else { available_bytes() };
+    let need = model_bytes(kind, cfg);
+    match available {
+        Some(available) if need > available => bail!(
+            "{}: its sizes (block_size {}, n_embed {}, vocab_size {}) make a {kind} of about {:.1} GB, more than the {:.1} GB available; the file is damaged or not chargpt's",
+            source.display(),
+            cfg.block_size,
+            cfg.n_embed,
+            cfg.vocab_size,
+            need / 1e9,
+            available / 1e9
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// [`check_training`] against `available` bytes (None: unknown, nothing refused).
 fn check_against(models: &[ModelKind], cfg: &Config, batch_size: i64, available: Option<f64>, what: &str) -> Result<()> {
     let Some(available) = available else { return Ok(()) };

@@ -46,7 +46,8 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     let opts = match &args.resume {
         Some(_) => {
             opts.check_corpus(&corpus)?;
-            TrainOptions { corpus: opts.corpus.clone().or(Some(corpus)), ..opts }
+            // The same text (by its hash), where it is now.
+            TrainOptions { corpus: Some(corpus), ..opts }
         }
         None => TrainOptions { corpus: Some(corpus), ..opts },
     };
@@ -69,8 +70,13 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         }
     };
     let _lock = lock;
-    // A resume rewrites it too: --steps may have extended the run, --device moved it.
-    checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
+    // A resume rewrites it only when something trains (--steps may have extended the
+    // run, --device moved it): a flag given to a finished run changes no record.
+    if args.resume.is_none() || something_to_train(&run, &opts) {
+        checkpoint::write_atomic(&run.options(), serde_json::to_string_pretty(&opts)?.as_bytes())?;
+    } else {
+        chargpt::say!("chargpt: every model of {} has finished its {} steps; run.json is unchanged", run.path.display(), opts.steps);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         // A second Ctrl-C while the checkpoint is being written exits at once (code 1);
@@ -122,6 +128,15 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
+/// Whether a model of the run (of any seed) has steps left.
+fn something_to_train(run: &RunDir, opts: &TrainOptions) -> bool {
+    let runs: Vec<RunDir> = match opts.seeds.as_slice() {
+        [] => vec![run.clone()],
+        seeds => seeds.iter().map(|&s| run.seed_run(s)).collect(),
+    };
+    runs.iter().any(|r| opts.models.iter().any(|&k| train::finished_summary(r, k, opts.steps).is_none()))
+}
+
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
     let (temperature, samples) = (args.temperature.unwrap_or(1.0), args.num_samples.unwrap_or(1));
     if !(temperature > 0.0 && temperature.is_finite()) {
@@ -149,7 +164,8 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         None => None,
     };
     let device = args.device.select()?;
-    let (model, vocab, _) = checkpoint::load_model(&args.checkpoint, device)?;
+    let (model, vocab, info) = checkpoint::load_model(&args.checkpoint, device)?;
+    note_unfinished(&args.checkpoint, &info);
     let sampling = sample::Sampling { greedy: args.greedy, temperature, top_k: args.top_k };
     let mut n = args.chars.unwrap_or(500);
     if args.like_training {
@@ -162,18 +178,35 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         Some(path) => {
             // Written whole, atomically: a stopped generation leaves the file as it was.
             let mut text = Vec::new();
-            sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut text)?;
+            sample::stream(&model, &vocab, prompt, n, samples, sampling, !args.like_training, &mut text)?;
             checkpoint::write_atomic(path, &text)?;
             drop(lock);
             chargpt::say!("wrote {}", path.display());
             Ok(())
         }
-        None => sample::stream(&model, &vocab, prompt, n, samples, sampling, &mut std::io::stdout().lock()),
+        None => {
+            // The training sample byte for byte (vN.sample.txt has no newline at its end),
+            // unless a person reads it on a terminal.
+            let newline = !args.like_training || std::io::IsTerminal::is_terminal(&std::io::stdout());
+            sample::stream(&model, &vocab, prompt, n, samples, sampling, newline, &mut std::io::stdout().lock())
+        }
+    }
+}
+
+/// vN.safetensors is rewritten at every evaluation: say when it is not a finished model.
+fn note_unfinished(path: &Path, info: &checkpoint::ModelInfo) {
+    if !info.finished {
+        chargpt::tell!(
+            "note: {} is the checkpoint after {} steps of a training that has not finished (it is rewritten at every evaluation)",
+            path.display(),
+            info.steps_done
+        );
     }
 }
 
 fn cmd_eval(args: EvalArgs) -> Result<()> {
     let (model, vocab, info) = checkpoint::load_model(&args.checkpoint, args.device.select()?)?;
+    note_unfinished(&args.checkpoint, &info);
     let data = match (&args.data, &info.corpus) {
         (Some(path), _) => path.clone(),
         (None, Some(corpus)) => {
@@ -256,8 +289,10 @@ fn main() {
     chargpt::device::fit_threads_to_available_cpus();
     let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|payload| Err(chargpt::panics::to_error(payload).into()));
     if let Err(e) = result {
-        chargpt::tell!("error: {}", format!("{e:#}").replace('\n', " "));
-        let code = if e.chain().any(|c| c.downcast_ref::<Stopped>().is_some()) {
+        // A stop is not a failure: its checkpoint is safe and the resume exact (exit 130).
+        let stopped = e.chain().any(|c| c.downcast_ref::<Stopped>().is_some());
+        chargpt::tell!("{}: {}", if stopped { "stopped" } else { "error" }, format!("{e:#}").replace('\n', " "));
+        let code = if stopped {
             130
         } else if e.chain().any(|c| c.downcast_ref::<PanicError>().is_some_and(|p| matches!(p, PanicError::Internal(_)))) {
             2

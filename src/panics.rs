@@ -79,7 +79,14 @@ fn libtorch_message(text: &str) -> String {
     if lower.contains("can't allocate memory") || lower.contains("cannot allocate memory") {
         return "the machine ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
     }
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    // tch's `unwrap()` panics carry libtorch's message inside `Torch("...")`, its trace
+    // after an escaped newline: keep the message.
+    let inner = text.split_once("Torch(\"").map_or(text, |(_, rest)| rest.split("\\n").next().unwrap_or(rest));
+    let inner = inner.trim_end_matches("\")").trim_end_matches('"');
+    if inner.contains("probability tensor contains either") {
+        return "sampling failed: the probabilities are not finite numbers (a --temperature this small overflows them); use a larger --temperature, or --greedy".to_string();
+    }
+    let first = inner.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     if first.starts_with("failed printing") {
         return "output closed early (broken pipe)".to_string();
     }
@@ -100,5 +107,9 @@ mod tests {
         let other = PanicError::Libtorch("shape '[2, 3]' is invalid for input of size 5\nframe #0".into()).to_string();
         assert_eq!(other, "libtorch error: shape '[2, 3]' is invalid for input of size 5");
         assert!(PanicError::Internal("oops".into()).to_string().starts_with("internal error (a bug in chargpt"));
+        let tch = r#"called `Result::unwrap()` on an `Err` value: Torch("shape mismatch here\nException raised from f at a.cpp:1 (most recent call first):\nframe #0: c10::Error")"#;
+        assert_eq!(PanicError::Libtorch(tch.into()).to_string(), "libtorch error: shape mismatch here");
+        let nan = r#"called `Result::unwrap()` on an `Err` value: Torch("probability tensor contains either `inf`, `nan` or element < 0\nException raised")"#;
+        assert!(PanicError::Libtorch(nan.into()).to_string().starts_with("sampling failed: the probabilities are not finite"));
     }
 }

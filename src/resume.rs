@@ -115,6 +115,33 @@ pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<
     Ok(state)
 }
 
+/// Refuses progress that no training of `steps` steps writes (a hand-edited or foreign
+/// file): more steps than the run has, evaluations after the steps done, or AdamW state
+/// that is missing or names parameters the model does not have.
+pub fn check_progress(state: &ResumeState, steps: i64, model: &Model) -> Result<()> {
+    let done = state.steps_done;
+    if !(0..=steps).contains(&done) {
+        bail!("field steps_done is {done}, outside the run's 0..={steps} steps; the file was edited or belongs to another run");
+    }
+    if let Some(row) = state.rows.iter().find(|r| r.step >= done || r.step < 0) {
+        bail!("field rows has an evaluation after step {} but only {done} steps are done", row.step);
+    }
+    let names: std::collections::BTreeSet<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let recorded: std::collections::BTreeSet<String> = state.adam_steps.keys().cloned().collect();
+    // Every trained parameter has its AdamW state (V7 has two that never get a gradient).
+    if (done > 0 && recorded.is_empty()) || !recorded.is_subset(&names) {
+        bail!(
+            "field adam_steps names {} parameters, {} of them not the model's ({done} steps done): the optimiser state does not match",
+            recorded.len(),
+            recorded.difference(&names).count()
+        );
+    }
+    if let Some((name, step)) = state.adam_steps.iter().find(|(_, &s)| !(1..=done).contains(&s)) {
+        bail!("field adam_steps gives {name} {step} steps, outside 1..={done}");
+    }
+    Ok(())
+}
+
 /// Puts back every generator a run on `device` draws from, as the resume file at `path`
 /// holds them (`rng`: its `rng/*` tensors by name).
 fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device) -> Result<()> {

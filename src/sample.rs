@@ -84,6 +84,7 @@ pub fn stream(
     n: usize,
     samples: usize,
     sampling: Sampling,
+    end_with_newline: bool,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -108,7 +109,7 @@ pub fn stream(
             break;
         }
     }
-    if failed.borrow().is_none() {
+    if failed.borrow().is_none() && end_with_newline {
         let _ = emit("\n");
     }
     match failed.into_inner() {

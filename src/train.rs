@@ -196,6 +196,7 @@ impl TrainOptions {
         }
         let mut opts: TrainOptions =
             serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", run.options().display()))?;
+        opts.validate().map_err(|e| anyhow::anyhow!("{}: {}", run.options().display(), checkpoint::as_fields(&e.to_string())))?;
         let device = match device {
             Some(choice) => choice.select()?,
             None if opts.device == DeviceKind::Cuda && !tch::Cuda::is_available() => bail!(
@@ -284,7 +285,7 @@ impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stopped::Interrupted { model, step, run } => {
-                write!(f, "interrupted: {model} stopped after {step} steps, checkpoint written")?;
+                write!(f, "{model} stopped after {step} steps, checkpoint written")?;
                 if let Some(dir) = run {
                     write!(f, "; resume with: chargpt train --resume {}", dir.display())?;
                 }
@@ -458,6 +459,7 @@ impl<'a> Trainer<'a> {
         let mut state = ResumeState::new(&model, data.vocab.as_string());
         if let Some(path) = run.map(|r| r.resume(kind)).filter(|p| p.exists()) {
             state = resume::load(&path, &model, &mut opt, &data.vocab.as_string())
+                .and_then(|s| resume::check_progress(&s, opts.steps, &model).map(|()| s))
                 .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
                 crate::say!("{kind}: resuming after step {} from {}", state.steps_done, path.display());
@@ -704,9 +706,23 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
     let mut summaries = Vec::new();
     for &kind in &opts.models {
         if let Some(done) = finished_summary(run, kind, opts.steps) {
-            crate::say!("{kind}: already finished in {}, skipped", run.path.display());
-            summaries.push(done);
-            continue;
+            let missing: Vec<String> = [run.weights(kind), run.csv(kind), run.sample(kind)]
+                .iter()
+                .filter(|p| !p.exists())
+                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+                .collect();
+            if missing.is_empty() {
+                crate::say!("{kind}: already finished in {}, skipped", run.path.display());
+                summaries.push(done);
+                continue;
+            }
+            // The resume file holds the state after the last step: training from it runs
+            // no step and writes the same weights, rows and sample again.
+            let from = match run.resume(kind).exists() {
+                true => format!("restoring them from {}", run.resume(kind).display()),
+                false => "and its resume file is gone too: training it again".to_string(),
+            };
+            crate::say!("{kind}: finished, but {} missing; {from}", missing.join(", "));
         }
         let job = TrainJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };
         let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_model(&job)))

@@ -139,3 +139,142 @@ fn an_empty_run_json_after_a_kill_is_nothing_trained() {
     );
     ok(&strs(&tiny_train(&out, "v1", &[])));
 }
+
+/// A resume finds the text where run.json recorded it (absolute), from any folder, and
+/// takes --data for the same text moved elsewhere; another text is refused by its hash.
+#[test]
+fn a_resume_finds_its_text_from_anywhere_and_after_a_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("book.txt");
+    std::fs::copy(excerpt(), &text).unwrap();
+    let out = dir.path().join("run");
+    // A relative --data, from the folder the text is in.
+    let args = tiny_train_on(&out, "v1", std::path::Path::new("book.txt"), &[]);
+    let r: Run = bin().args(strs(&args)).current_dir(dir.path()).output().unwrap().into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r: Run =
+        bin().args(["train", "--resume", out.to_str().unwrap(), "--steps", "45", "--no-plot"]).current_dir("/").output().unwrap().into();
+    assert_eq!(r.code, 0, "from another folder: {}", r.stderr);
+    let moved = dir.path().join("moved.txt");
+    std::fs::rename(&text, &moved).unwrap();
+    fails_with(&["train", "--resume", out.to_str().unwrap(), "--steps", "50", "--no-plot"], "does not exist");
+    ok(&["train", "--resume", out.to_str().unwrap(), "--steps", "50", "--no-plot", "--data", moved.to_str().unwrap()]);
+    std::fs::write(&moved, "another text entirely, with other letters: qqq zzz").unwrap();
+    fails_with(
+        &["train", "--resume", out.to_str().unwrap(), "--steps", "55", "--no-plot", "--data", moved.to_str().unwrap()],
+        "changed since this run started",
+    );
+}
+
+/// Ctrl-C is a stop, not an error: its line says so and how to resume, exit 130.
+#[test]
+fn a_stop_reads_as_a_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = run_stopped_after(&tiny_train(&out, "v1", &[]), "21");
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    let last = r.stderr.trim().lines().last().unwrap();
+    assert!(last.starts_with("stopped: v1 stopped after 21 steps, checkpoint written; resume with: chargpt train --resume"), "{last}");
+    assert!(!r.stderr.contains("error"), "{}", r.stderr);
+}
+
+/// An unfinished checkpoint is named as such by generate and eval; a temperature so
+/// small that the probabilities overflow is one line with advice.
+#[test]
+fn generate_and_eval_say_what_they_were_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = run_stopped_after(&tiny_train(&out, "v1", &[]), "21");
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    let ckpt = out.join("v1.safetensors");
+    for args in [&["generate", "--chars", "5"][..], &["eval"]] {
+        let mut a = args.to_vec();
+        a.extend(["--checkpoint", ckpt.to_str().unwrap()]);
+        let r = ok(&a);
+        assert!(r.stderr.contains("is the checkpoint after 21 steps of a training that has not finished"), "{args:?}: {}", r.stderr);
+    }
+    let r = fails_with(
+        &["generate", "--checkpoint", ckpt.to_str().unwrap(), "--temperature", "1e-40"],
+        "sampling failed: the probabilities are not finite",
+    );
+    assert!(r.stderr.len() < 400, "one short line: {}", r.stderr);
+}
+
+/// A flag given to the resume of a finished run changes no record: nothing trains.
+#[test]
+fn resuming_a_finished_run_with_other_flags_rewrites_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1", &[])));
+    let before = std::fs::read(out.join("run.json")).unwrap();
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--precision", "bf16", "--threads", "1", "--no-plot"]);
+    assert!(r.stdout.contains("has finished its 41 steps; run.json is unchanged"), "{}", r.stdout);
+    assert_eq!(std::fs::read(out.join("run.json")).unwrap(), before);
+}
+
+/// A finished model whose checkpoint or CSV was deleted is restored from its resume file,
+/// byte for byte.
+#[test]
+fn a_finished_model_with_a_deleted_checkpoint_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1,v4", &[])));
+    let files = ["v4.safetensors", "v4.csv", "v4.sample.txt"];
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    for f in &files[..2] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
+    assert!(r.stdout.contains("v4: finished, but v4.safetensors, v4.csv missing; restoring them from"), "{}", r.stdout);
+    assert!(r.stdout.contains("v1: already finished"), "{}", r.stdout);
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    assert!(before == after, "restored byte for byte");
+}
+
+/// Rewrites the `chargpt_resume` metadata of a resume file with `edit`.
+fn edit_resume_metadata(path: &std::path::Path, edit: impl Fn(&mut serde_json::Value)) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut state: serde_json::Value = serde_json::from_str(header["__metadata__"]["chargpt_resume"].as_str().unwrap()).unwrap();
+    edit(&mut state);
+    header["__metadata__"]["chargpt_resume"] = state.to_string().into();
+    let mut text = header.to_string().into_bytes();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Values read from files are checked like flags, and the errors name the file and field.
+#[test]
+fn values_read_from_files_are_checked_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let r = run_stopped_after(&tiny_train(&out, "v10", &[]), "21");
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    let resume = out.join("v10.resume.safetensors");
+    let original = std::fs::read(&resume).unwrap();
+    let dir_s = out.to_str().unwrap();
+    edit_resume_metadata(&resume, |s| s["steps_done"] = 5000.into());
+    fails_with(&["train", "--resume", dir_s, "--no-plot"], "field steps_done is 5000, outside the run's 0..=41 steps");
+    std::fs::write(&resume, &original).unwrap();
+    edit_resume_metadata(&resume, |s| s["adam_steps"] = serde_json::json!({}));
+    fails_with(&["train", "--resume", dir_s, "--no-plot"], "field adam_steps names 0 parameters");
+    std::fs::write(&resume, &original).unwrap();
+    // run.json's values, named as fields of run.json.
+    let run_json = out.join("run.json");
+    let text = std::fs::read_to_string(&run_json).unwrap();
+    std::fs::write(&run_json, text.replace("\"eval_every\": 20", "\"eval_every\": 0")).unwrap();
+    let r = fails_with(&["train", "--resume", dir_s, "--no-plot"], "run.json: field eval_every must be a positive integer, got 0");
+    assert!(!r.stderr.contains("--eval-every"), "{}", r.stderr);
+    std::fs::write(&run_json, text).unwrap();
+    // A checkpoint JSON whose sizes no machine holds is refused before anything is built.
+    let info = out.join("v10.json");
+    let json = std::fs::read_to_string(&info).unwrap();
+    std::fs::write(&info, json.replace("\"block_size\": 16", "\"block_size\": 5000000")).unwrap();
+    fails_with(&["generate", "--checkpoint", out.join("v10.safetensors").to_str().unwrap()], "v10.json: its sizes (block_size 5000000");
+}

@@ -444,7 +444,10 @@ fn generate_can_draw_the_training_sample_again() {
     for m in ["v3", "v10"] {
         let ckpt = out.join(format!("{m}.safetensors"));
         let again = ok(&["generate", "--checkpoint", ckpt.to_str().unwrap(), "--like-training"]).stdout;
-        assert_eq!(again, fs::read_to_string(out.join(format!("{m}.sample.txt"))).unwrap() + "\n", "{m}");
+        assert_eq!(again, fs::read_to_string(out.join(format!("{m}.sample.txt"))).unwrap(), "{m}: byte for byte");
+        let file = dir.path().join(format!("{m}.again.txt"));
+        ok(&["generate", "--checkpoint", ckpt.to_str().unwrap(), "--like-training", "--out", file.to_str().unwrap()]);
+        assert_eq!(fs::read(&file).unwrap(), fs::read(out.join(format!("{m}.sample.txt"))).unwrap(), "{m}: --out, byte for byte");
         let info = fs::read_to_string(out.join(format!("{m}.json"))).unwrap();
         assert!(info.contains("\"training_sample\"") && info.contains("--like-training"), "{info}");
     }
