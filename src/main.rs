@@ -174,11 +174,12 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
         tch::manual_seed(args.seed.unwrap_or(1337));
     }
     let prompt = prompt.as_deref();
+    let draws = |end_with_newline| sample::Draws { chars: n, samples, sampling, end_with_newline };
     match &args.out {
         Some(path) => {
             // Written whole, atomically: a stopped generation leaves the file as it was.
             let mut text = Vec::new();
-            sample::stream(&model, &vocab, prompt, n, samples, sampling, !args.like_training, &mut text)?;
+            sample::stream(&model, &vocab, prompt, draws(!args.like_training), &mut text)?;
             checkpoint::write_atomic(path, &text)?;
             drop(lock);
             chargpt::say!("wrote {}", path.display());
@@ -188,7 +189,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
             // The training sample byte for byte (vN.sample.txt has no newline at its end),
             // unless a person reads it on a terminal.
             let newline = !args.like_training || std::io::IsTerminal::is_terminal(&std::io::stdout());
-            sample::stream(&model, &vocab, prompt, n, samples, sampling, newline, &mut std::io::stdout().lock())
+            sample::stream(&model, &vocab, prompt, draws(newline), &mut std::io::stdout().lock())
         }
     }
 }

@@ -74,6 +74,16 @@ pub fn generate(model: &Model, context: &[i64], n: usize, sampling: Sampling, mu
     tokens
 }
 
+/// What [`stream`] draws: `samples` samples of `chars` characters each, drawn as
+/// `sampling` says, and whether a newline ends the output.
+#[derive(Clone, Copy, Debug)]
+pub struct Draws {
+    pub chars: usize,
+    pub samples: usize,
+    pub sampling: Sampling,
+    pub end_with_newline: bool,
+}
+
 /// `chargpt generate`: `samples` continuations of the prompt (or of token 1), each written
 /// character by character as it is drawn, separated by a line of dashes as nanoGPT's
 /// sample.py does; a closed output (`| head -c 5`) stops the generation at once.
@@ -81,12 +91,10 @@ pub fn stream(
     model: &Model,
     vocab: &crate::data::Vocab,
     prompt: Option<&str>,
-    n: usize,
-    samples: usize,
-    sampling: Sampling,
-    end_with_newline: bool,
+    draws: Draws,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
+    let Draws { chars: n, samples, sampling, end_with_newline } = draws;
     use anyhow::Context;
     let context = match prompt {
         Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,

@@ -240,7 +240,7 @@ fn edit_resume_metadata(path: &std::path::Path, edit: impl Fn(&mut serde_json::V
     edit(&mut state);
     header["__metadata__"]["chargpt_resume"] = state.to_string().into();
     let mut text = header.to_string().into_bytes();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
