@@ -67,9 +67,9 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[(ModelKind, 
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("drawing failed: {e}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
     // Axes fitted to the data: steps from the first evaluation to the last, losses of both splits.
     let (x0, x1) = fitted(curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.step as f64)), 0.04);
     let (lo, hi) = fitted(curves.iter().flat_map(|(_, r)| r.iter().flat_map(|r| [r.val_loss, r.train_loss])), 0.06);
@@ -108,7 +108,7 @@ fn model_line<'a, 'b, DB: DrawingBackend + 'a + 'b>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
     let color = color(kind);
     chart
         .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
@@ -130,7 +130,7 @@ where
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(|e| anyhow::anyhow!("drawing failed: {e:?}"))
+        .map_err(|e| anyhow::anyhow!("drawing failed: {e}"))
 }
 
 /// One bar of the final-loss panel: the (mean) final val loss and, for a multi-seed run,
@@ -153,7 +153,7 @@ fn final_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, 
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
     let top = bars.iter().map(Bar::top).fold(0.0, f64::max) * 1.15;
     let names: Vec<String> = bars.iter().map(|b| b.kind.to_string().to_uppercase()).collect();
     let n = bars.len() as f64;
@@ -239,9 +239,9 @@ fn draw_seeds<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, models: &[SeedCu
 where
     DB::ErrorType: 'static,
 {
-    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("drawing failed: {e}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e:?}");
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
     let all_rows = || models.iter().flat_map(|m| m.runs.iter().flat_map(|(_, rows)| rows.iter()));
     let (x0, x1) = fitted(all_rows().map(|r| r.step as f64), 0.04);
     let (lo, hi) = fitted(all_rows().map(|r| r.val_loss), 0.06);
@@ -292,26 +292,50 @@ pub fn plot_run(run_dir: &Path) -> Result<()> {
     let seed_runs = RunDir::new(run_dir).seed_runs();
     let size = (1200, 520);
     let (png, svg) = (run_dir.join("loss.png"), run_dir.join("loss.svg"));
-    if seed_runs.is_empty() {
-        let curves = read_curves(run_dir)?;
-        if curves.is_empty() {
-            bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+    // Drawn into temporary files, renamed when complete: a full disk or a read-only
+    // folder leaves the plots as they were, and says so in words.
+    let (png_tmp, svg_tmp) = (temporary(&png), temporary(&svg));
+    let drawn = (|| -> Result<()> {
+        if seed_runs.is_empty() {
+            let curves = read_curves(run_dir)?;
+            if curves.is_empty() {
+                bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+            }
+            register_font();
+            draw(BitMapBackend::new(&png_tmp, size).into_drawing_area(), &curves)?;
+            draw(SVGBackend::new(&svg_tmp, size).into_drawing_area(), &curves)
+        } else {
+            let models = read_seed_curves(&seed_runs)?;
+            if models.is_empty() {
+                bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+            }
+            register_font();
+            let seeds = models.iter().map(|m| m.runs.len()).max().unwrap_or(0);
+            draw_seeds(BitMapBackend::new(&png_tmp, size).into_drawing_area(), &models, seeds)?;
+            draw_seeds(SVGBackend::new(&svg_tmp, size).into_drawing_area(), &models, seeds)
         }
-        register_font();
-        draw(BitMapBackend::new(&png, size).into_drawing_area(), &curves)?;
-        draw(SVGBackend::new(&svg, size).into_drawing_area(), &curves)?;
-    } else {
-        let models = read_seed_curves(&seed_runs)?;
-        if models.is_empty() {
-            bail!("{} has no evaluation rows to plot yet (train for at least --eval-every steps)", run_dir.display());
+    })()
+    .and_then(|()| {
+        for (tmp, path) in [(&png_tmp, &png), (&svg_tmp, &svg)] {
+            std::fs::rename(tmp, path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
         }
-        register_font();
-        let seeds = models.iter().map(|m| m.runs.len()).max().unwrap_or(0);
-        draw_seeds(BitMapBackend::new(&png, size).into_drawing_area(), &models, seeds)?;
-        draw_seeds(SVGBackend::new(&svg, size).into_drawing_area(), &models, seeds)?;
+        Ok(())
+    });
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&png_tmp);
+        let _ = std::fs::remove_file(&svg_tmp);
+        return Err(e.context(format!("the plots of {} were not written", run_dir.display())));
     }
     crate::say!("wrote {} and {}", png.display(), svg.display());
     Ok(())
+}
+
+/// `.loss.tmp-PID.png` beside `loss.png`: the extension stays last, as plotters picks the
+/// format by it (the run folder's clean-up knows this form too).
+fn temporary(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, ""));
+    path.with_file_name(format!(".{stem}.tmp-{}.{ext}", std::process::id()))
 }
 
 fn register_font() {

@@ -263,9 +263,14 @@ impl RunDir {
 
 /// `.v1.safetensors.tmp-4242`: the temporary file `checkpoint::write_atomic` makes for one
 /// of `names` (a kill before its rename leaves it).
+/// (or `.loss.tmp-4242.png`, a plot being drawn: `plot::temporary`).
 fn is_leftover_temporary(file: &str, names: &[String]) -> bool {
     let Some((name, pid)) = file.strip_prefix('.').and_then(|f| f.rsplit_once(".tmp-")) else { return false };
-    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && names.iter().any(|n| n == name)
+    let (pid, name) = match pid.split_once('.') {
+        Some((pid, ext)) => (pid, format!("{name}.{ext}")),
+        None => (pid, name.to_string()),
+    };
+    !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && names.contains(&name)
 }
 
 /// Refuses an output path that would destroy what a command reads or a run holds: any of
@@ -347,7 +352,12 @@ mod tests {
         let run = RunDir::new(dir.path());
         let seed = run.seed_run(7);
         std::fs::create_dir(&seed.path).unwrap();
-        let ours = [dir.path().join(".v1.safetensors.tmp-4242"), dir.path().join(".run.json.tmp-1"), seed.path.join(".v10.csv.tmp-77")];
+        let ours = [
+            dir.path().join(".v1.safetensors.tmp-4242"),
+            dir.path().join(".run.json.tmp-1"),
+            dir.path().join(".loss.tmp-9.png"),
+            seed.path.join(".v10.csv.tmp-77"),
+        ];
         let theirs = [dir.path().join(".notes.txt.tmp-1"), dir.path().join(".v1.csv.tmp-x"), dir.path().join("v1.csv.tmp-1")];
         for f in ours.iter().chain(&theirs) {
             std::fs::write(f, b"x").unwrap();

@@ -235,12 +235,10 @@ fn resume_refuses_flags_that_would_change_the_run() {
 }
 
 /// A run recorded on CUDA is not silently continued elsewhere: where libtorch sees no GPU,
-/// the error names --device; with it, the run continues on the CPU.
+/// the error names --device; with it, the run continues on the CPU. (Where there is a
+/// GPU, the plain resume continues on it.)
 #[test]
 fn resume_uses_the_recorded_device() {
-    if tch::Cuda::is_available() {
-        return; // the case needs a machine without a GPU
-    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut cmd = bin();
@@ -252,6 +250,11 @@ fn resume_uses_the_recorded_device() {
         .replace("\"device\": \"cpu\"", "\"device\": \"cuda\"")
         .replace("\"precision\": \"fp32\"", "\"precision\": \"tf32\"");
     fs::write(&run_json, text).unwrap();
+    if tch::Cuda::is_available() {
+        let r = ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
+        assert!(r.stdout.contains("on cuda"), "{}", r.stdout);
+        return;
+    }
     fails_with(&["train", "--resume", out.to_str().unwrap()], "pass --device cpu");
     let r = ok(&["train", "--resume", out.to_str().unwrap(), "--device", "cpu", "--no-plot"]);
     assert!(r.stdout.contains("continuing a cuda run on cpu"), "{}", r.stdout);
