@@ -247,7 +247,10 @@ where
     let (lo, hi) = fitted(all_rows().map(|r| r.val_loss), 0.06);
     // Headroom above the curves for the legend (up to ten entries), so that it covers none.
     let hi = hi + 0.04 * (hi - lo) * models.len() as f64;
-    let caption = format!("val loss over {seeds} seeds (line: mean, band: min–max, faint: each seed)");
+    let caption = match seeds {
+        1 => "val loss of 1 seed (more seeds: line the mean, band min–max)".to_string(),
+        n => format!("val loss over {n} seeds (line: mean, band: min–max, faint: each seed)"),
+    };
     let mut chart = ChartBuilder::on(&left)
         .caption(caption, ("sans-serif", 18))
         .margin(12)
