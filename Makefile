@@ -33,12 +33,13 @@ train: build $(CORPUS)
 	$(BIN) train $(ARGS)
 
 # No test reads the corpus, so `make test` does not download it. The checks are as strict as
-# the code: formatting, clippy with warnings as errors, the benches built, then the tests.
+# the code: formatting, clippy with warnings as errors, the benches built, then the tests,
+# with the test hooks (src/test_hooks.rs) that the end-to-end tests stop runs with.
 test: build
 	cargo fmt --check
-	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --release --all-targets --features test-hooks -- -D warnings
 	cargo bench --no-run
-	cargo test --release -- --test-threads 2
+	cargo test --release --features test-hooks -- --test-threads 2
 
 reference: $(STAMP)
 	$(PY) scripts/dump_reference.py

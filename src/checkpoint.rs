@@ -54,7 +54,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        pause_for_kill_tests();
+        crate::test_hooks::pause_before_rename();
         std::fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         std::fs::File::open(dir)?.sync_all()
@@ -63,15 +63,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         anyhow::anyhow!("cannot write {}: {e}", path.display())
     })
-}
-
-/// Test hook: with CHARGPT_TEST_PAUSE_BEFORE_RENAME_MS set, every atomic write waits that
-/// long between its complete temporary file and the rename, so that a test can SIGKILL
-/// the process at a moment it observes (a temporary file present) rather than guess one.
-fn pause_for_kill_tests() {
-    if let Some(ms) = std::env::var("CHARGPT_TEST_PAUSE_BEFORE_RENAME_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
 }
 
 fn dtype_of(kind: Kind) -> Result<Dtype> {

@@ -26,6 +26,7 @@ pub mod rng;
 pub mod run_dir;
 pub mod sample;
 pub mod seeds;
+pub mod test_hooks;
 pub mod train;
 
 pub mod bench;

@@ -251,10 +251,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    // Test hook: a bug's panic, for the test of how internal errors are reported.
-    if std::env::var_os("CHARGPT_TEST_INTERNAL_PANIC").is_some() {
-        panic!("test hook: an internal panic");
-    }
+    chargpt::test_hooks::internal_panic();
     match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::Generate(a) => cmd_generate(a),

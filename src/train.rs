@@ -673,7 +673,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
         return Err(t.checkpoint_and_stop());
     }
     // Test hook: behave as if Ctrl-C came once this many steps are done.
-    let stop_at: Option<i64> = std::env::var("CHARGPT_STOP_AFTER_STEPS").ok().and_then(|v| v.parse().ok());
+    let stop_at = crate::test_hooks::stop_after_steps();
     let first_step = t.state.steps_done;
     for s in first_step..job.opts.steps {
         let hook = job.stop.is_some() && stop_at == Some(s) && s > first_step;
@@ -734,13 +734,9 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
     Ok(summaries)
 }
 
-/// Test hook: CHARGPT_STOP_DURING=eval (or sample) acts as a Ctrl-C arriving during the
-/// process's first evaluation (or sampling), so that tests can check, deterministically,
-/// that such a stop resumes into the same numbers.
+/// The `stop_during` test hook (`crate::test_hooks`): a Ctrl-C during this phase.
 fn test_hook_stop_during(phase: &str, stop: Option<&AtomicBool>) {
-    static FIRED: AtomicBool = AtomicBool::new(false);
-    let Some(stop) = stop else { return };
-    if std::env::var("CHARGPT_STOP_DURING").is_ok_and(|p| p == phase) && !FIRED.swap(true, Ordering::SeqCst) {
+    if let Some(stop) = stop.filter(|_| crate::test_hooks::stop_during(phase)) {
         stop.store(true, Ordering::SeqCst);
     }
 }

@@ -280,7 +280,7 @@ fn runs_without_an_evaluation_are_refused_and_the_final_step_is_named() {
 fn a_plot_failure_after_training_is_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut first = bin();
+    let mut first = hooked_bin();
     first.args(strs(&tiny_train(&out, "v1", &[]))).env("CHARGPT_STOP_AFTER_STEPS", "10");
     assert_eq!(Run::from(first.output().unwrap()).code, 130);
     fs::create_dir(out.join("loss.png")).unwrap(); // the plot cannot be written there
@@ -295,12 +295,12 @@ fn a_plot_failure_after_training_is_a_warning() {
 #[test]
 fn a_bug_is_reported_as_an_internal_error_with_a_backtrace_on_request() {
     let run = |backtrace: &str| -> Run {
-        bin().args(["models"]).env("CHARGPT_TEST_INTERNAL_PANIC", "1").env("RUST_BACKTRACE", backtrace).output().unwrap().into()
+        hooked_bin().args(["models"]).env("CHARGPT_TEST_INTERNAL_PANIC", "1").env("RUST_BACKTRACE", backtrace).output().unwrap().into()
     };
     let plain = run("0");
     assert_eq!(plain.code, 2);
     assert!(plain.stderr.contains("error: internal error (a bug in chargpt, please report it): test hook"), "{}", plain.stderr);
-    assert!(plain.stderr.contains("src/main.rs"), "{}", plain.stderr);
+    assert!(plain.stderr.contains("src/test_hooks.rs"), "where it happened: {}", plain.stderr);
     assert!(!plain.stderr.contains("libtorch"), "{}", plain.stderr);
     let traced = run("1");
     assert!(traced.stderr.lines().count() > plain.stderr.lines().count() + 3, "{}", traced.stderr);

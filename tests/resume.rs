@@ -34,7 +34,7 @@ fn stop_and_resume(implementation: &str) {
     // The hook stops v1 after 31 steps; the first resume finishes v1 and stops v10 after 31
     // steps; the second finishes v10.
     let resume = || -> Run {
-        let mut cmd = bin();
+        let mut cmd = hooked_bin();
         cmd.args(["train", "--resume", stopped.to_str().unwrap(), "--no-plot"]).env("CHARGPT_STOP_AFTER_STEPS", "31");
         cmd.output().unwrap().into()
     };
@@ -129,7 +129,7 @@ fn sigkill_at_any_moment_leaves_a_loadable_checkpoint() {
     kill(child);
     loadable();
 
-    let mut slow_writes = bin();
+    let mut slow_writes = hooked_bin();
     slow_writes.args(&resume).env("CHARGPT_TEST_PAUSE_BEFORE_RENAME_MS", "3000").stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = slow_writes.spawn().unwrap();
     assert!(wait_until(&mut child, || write_in_progress(&out)), "the resumed run ended without writing a checkpoint");
@@ -164,7 +164,7 @@ fn stopped_during_evaluation_or_sampling_resumes_into_the_same_numbers() {
     ok(&strs(&tiny_train(&straight, "v10", &flags)));
     for (phase, steps) in [("eval", 21), ("sample", 41)] {
         let out = dir.path().join(phase);
-        let mut cmd = bin();
+        let mut cmd = hooked_bin();
         cmd.args(strs(&tiny_train(&out, "v10", &flags))).env("CHARGPT_STOP_DURING", phase);
         let first: Run = cmd.output().unwrap().into();
         assert_eq!(first.code, 130, "{phase}: {}", first.stderr);
@@ -241,7 +241,7 @@ fn resume_refuses_flags_that_would_change_the_run() {
 fn resume_uses_the_recorded_device() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut cmd = bin();
+    let mut cmd = hooked_bin();
     cmd.args(strs(&tiny_train(&out, "v1", &[]))).env("CHARGPT_STOP_AFTER_STEPS", "10");
     assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
     let run_json = out.join("run.json");
@@ -268,7 +268,7 @@ fn resume_refuses_a_changed_vocabulary() {
     let text = dir.path().join("text.txt");
     fs::copy(excerpt(), &text).unwrap();
     let out = dir.path().join("run");
-    let mut cmd = bin();
+    let mut cmd = hooked_bin();
     cmd.args(strs(&tiny_train_on(&out, "v1", &text, &[]))).env("CHARGPT_STOP_AFTER_STEPS", "25");
     assert_eq!(Run::from(cmd.output().unwrap()).code, 130);
     let changed = fs::read_to_string(&text).unwrap().replace('e', "\u{263a}");

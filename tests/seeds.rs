@@ -66,7 +66,7 @@ fn a_stopped_multi_seed_run_resumes_into_the_same_numbers() {
     // Each process stops its first model after 31 steps: v1 and v10 of seed 7, then of seed 3.
     let mut stops = 1;
     loop {
-        let mut cmd = bin();
+        let mut cmd = hooked_bin();
         cmd.args(["train", "--resume", stopped.to_str().unwrap(), "--no-plot"]).env("CHARGPT_STOP_AFTER_STEPS", "31");
         let r: Run = cmd.output().unwrap().into();
         if r.code == 0 {
@@ -155,5 +155,23 @@ fn the_readme_tables_come_from_the_committed_run() {
     let readme = fs::read_to_string(root().join("README.md")).unwrap();
     for line in String::from_utf8(out.stdout).unwrap().lines().filter(|l| !l.trim().is_empty()) {
         assert!(readme.contains(line), "README lacks the line of scripts/loss_table.py:\n{line}");
+    }
+}
+
+/// The README's table of the 10,001-step run is the committed CSVs', to the digits shown:
+/// val loss after steps 3,000, 5,000 and 10,000, the final train loss and the gap.
+#[test]
+fn the_readme_table_of_the_longer_run_comes_from_its_csvs() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    for m in ["v8", "v9", "v10"] {
+        let text = fs::read_to_string(root().join(format!("results/shakespeare-cpu-10k/seed-1337/{m}.csv"))).unwrap();
+        let at = |step: &str| -> (f64, f64) {
+            let row = text.lines().find(|l| l.split(',').next() == Some(step)).unwrap_or_else(|| panic!("{m}: no step {step}"));
+            let f: Vec<f64> = row.split(',').skip(1).take(2).map(|v| v.parse().unwrap()).collect();
+            (f[0], f[1])
+        };
+        let ((_, v3), (_, v5), (t10, v10)) = (at("3000"), at("5000"), at("10000"));
+        let row = format!("| V{} | {v3:.3} | {v5:.3} | {v10:.3} | {t10:.3} | {:.3} |", &m[1..], v10 - t10);
+        assert!(readme.contains(&row), "README lacks the row {row}");
     }
 }

@@ -9,6 +9,15 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_chargpt"))
 }
 
+/// The binary with its test hooks (src/test_hooks.rs): a test that sets a CHARGPT_*
+/// variable must run against a build that reads it, or it would test nothing.
+pub fn hooked_bin() -> Command {
+    if !cfg!(feature = "test-hooks") {
+        panic!("this test drives the test hooks: run it with --features test-hooks (make test does)");
+    }
+    bin()
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -114,5 +123,5 @@ pub fn losses(dir: &Path, model: &str) -> Vec<(String, String, String)> {
 /// Runs `chargpt` with `args`, acting as if Ctrl-C came once `steps` steps of a model are
 /// done (the CHARGPT_STOP_AFTER_STEPS hook).
 pub fn run_stopped_after(args: &[String], steps: &str) -> Run {
-    bin().args(args).env("CHARGPT_STOP_AFTER_STEPS", steps).output().expect("chargpt runs").into()
+    hooked_bin().args(args).env("CHARGPT_STOP_AFTER_STEPS", steps).output().expect("chargpt runs").into()
 }
