@@ -52,7 +52,11 @@ pub fn print_steps(
     for &kind in models {
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
-        // As training does: fewer threads while other processes keep cores busy.
+        // As training does: fewer threads while other processes keep cores busy, each
+        // model starting from all of them.
+        if follow_load {
+            crate::arithmetic::Threads::Auto.apply();
+        }
         b.cpu_share =
             if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
         let times = b.time_steps(3, 5, budget_s);

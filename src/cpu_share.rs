@@ -1,7 +1,7 @@
 //! Threads that give way: while other processes keep some of this process's CPUs busy,
 //! libtorch computes with fewer threads, and with all of them again once they are free.
-//! Only with `--threads auto` (`crate::arithmetic::Threads`); a fixed count (the default)
-//! only watches, so that the progress line can say when the machine is slowing it down.
+//! With `--threads auto` (the default, `crate::arithmetic::Threads`); a fixed count only
+//! watches, so that the progress line can say when the machine is slowing it down.
 //!
 //! Why (results/PERF.md, "Sharing the CPU"): libtorch's OpenMP threads meet at a barrier
 //! after every parallel op. With 2 threads on 2 cores beside one busy process, one of the

@@ -111,7 +111,7 @@ pub fn load(path: &Path, model: &Model, opt: &mut AdamW, vocab: &str) -> Result<
         let (exp_avg, exp_avg_sq) = (m.to_kind(Kind::Float).to_device(device), v.to_kind(Kind::Float).to_device(device));
         opt.state.insert(name.clone(), ParamState { step: *step, exp_avg, exp_avg_sq });
     }
-    restore_generators(path, &rng, model.device())?;
+    restore_generators(path, &rng, model.device(), false)?;
     Ok(state)
 }
 
@@ -143,19 +143,21 @@ pub fn check_progress(state: &ResumeState, steps: i64, model: &Model) -> Result<
 }
 
 /// Puts back every generator a run on `device` draws from, as the resume file at `path`
-/// holds them (`rng`: its `rng/*` tensors by name).
-fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device) -> Result<()> {
+/// holds them (`rng`: its `rng/*` tensors by name). A missing device generator is said and
+/// left at the seed when training goes on (`every_one`: false), refused when a draw must
+/// be the very one it was (`--like-training`).
+fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device, every_one: bool) -> Result<()> {
     for generator in Generator::of_run(device) {
         let name = generator.tensor_name();
         match rng.get(&name) {
             Some(t) => RngState::from_tensor(generator, t).try_restore()?,
             // A CPU run continued on CUDA (--device, which says so), or a file written
             // before chargpt kept the CUDA generator: it starts from the run's seed.
-            None if generator != Generator::Cpu => crate::say!(
+            None if generator != Generator::Cpu && !every_one => crate::say!(
                 "chargpt: {} holds no state of {generator}: its draws (dropout, the sample) restart from the seed",
                 path.display()
             ),
-            None => bail!("{}: no {name} (the CPU generator's state) in the resume file", path.display()),
+            None => bail!("{} holds no state of {generator} ({name})", path.display()),
         }
     }
     Ok(())
@@ -193,11 +195,6 @@ pub fn restore_sampling_generator(weights: &Path, device: tch::Device) -> Result
         );
     }
     let rng: HashMap<String, Tensor> = tensors.into_iter().filter(|(n, _)| n.starts_with("rng/")).collect();
-    for generator in Generator::of_run(device) {
-        let t = rng
-            .get(&generator.tensor_name())
-            .with_context(|| format!("--like-training: {} holds no state of {generator}, which the sample drew from", resume.display()))?;
-        RngState::from_tensor(generator, t).try_restore()?;
-    }
+    restore_generators(&resume, &rng, device, true).context("--like-training needs every generator the sample drew from")?;
     Ok(opts.generate_chars)
 }

@@ -471,6 +471,11 @@ impl<'a> Trainer<'a> {
             Some(Threads::Auto) if !device.is_cuda() => Some(auto_threads_or_fixed(job, &model)),
             other => other,
         };
+        // Every model starts from its own count: a fixed one where the check says so, all
+        // the CPUs for `auto` (the previous model may have given some away).
+        if let Some(t) = threads.filter(|_| !device.is_cuda()) {
+            t.apply();
+        }
         let cpu_share = match threads {
             _ if device.is_cuda() => None,
             Some(Threads::Fixed(1)) => None, // one thread has no barrier to spin at
