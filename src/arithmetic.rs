@@ -209,6 +209,31 @@ pub struct Arithmetic {
     pub machine: Machine,
 }
 
+/// Steps `from_step..to_step` of a model (counted from 0, the last one excluded) and how
+/// they were computed: a model's `history`, one stretch per way it was trained, so that
+/// a run resumed with another precision or on another machine shows which steps are which.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stretch {
+    pub from_step: i64,
+    pub to_step: i64,
+    #[serde(flatten)]
+    pub arithmetic: Arithmetic,
+}
+
+/// `history` with steps `from..to` computed by `arithmetic` added: the last stretch
+/// grows when it ends at `from` and computed alike, else a stretch is appended.
+pub fn extend_history(history: &[Stretch], from: i64, to: i64, arithmetic: &Arithmetic) -> Vec<Stretch> {
+    let mut history = history.to_vec();
+    if to <= from {
+        return history;
+    }
+    match history.last_mut() {
+        Some(last) if last.to_step == from && last.arithmetic == *arithmetic => last.to_step = to,
+        _ => history.push(Stretch { from_step: from, to_step: to, arithmetic: arithmetic.clone() }),
+    }
+    history
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

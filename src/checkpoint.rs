@@ -34,6 +34,10 @@ pub struct ModelInfo {
     /// weights were computed with (absent before chargpt recorded them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arithmetic: Option<crate::arithmetic::Arithmetic>,
+    /// Which steps were computed how, when a resume changed it (`arithmetic` is the last
+    /// stretch's): one stretch per precision, device, thread count or machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<crate::arithmetic::Stretch>,
     /// How the training sample (vN.sample.txt) was drawn, once there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_sample: Option<String>,

@@ -200,7 +200,7 @@ impl Dataset {
             let n = self.split(split).size()[0];
             if n < block_size + 1 {
                 bail!(
-                    "the {} split has {n} tokens, fewer than block_size + 1 = {}; use a longer text or a smaller --block-size",
+                    "the {} split has {n} tokens, fewer than block_size + 1 = {}",
                     split.name(),
                     block_size + 1
                 );

@@ -52,7 +52,7 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         None => TrainOptions { corpus: Some(corpus), ..opts },
     };
     let data = Dataset::new(&text).to_device(device);
-    data.check_block_size(opts.block_size)?;
+    data.check_block_size(opts.block_size).map_err(|e| anyhow::anyhow!("{e}; use a longer text or a smaller --block-size"))?;
     chargpt::footprint::check_training(&opts.models, &opts.model_config(data.vocab.len() as i64), opts.batch_size, device)?;
     let run = match (&args.resume, &args.out) {
         (Some(_), _) => run,
@@ -114,6 +114,9 @@ fn cmd_train(args: TrainArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     }
+    if args.resume.is_some() && opts.seeds.is_empty() {
+        chargpt::seeds::update_top_summary(&run)?;
+    }
     if !args.no_plot {
         // The training is done and saved: a plot that fails is a warning, not a failure.
         if let Err(e) = chargpt::plot::plot_run(&run.path) {
@@ -134,7 +137,7 @@ fn something_to_train(run: &RunDir, opts: &TrainOptions) -> bool {
         [] => vec![run.clone()],
         seeds => seeds.iter().map(|&s| run.seed_run(s)).collect(),
     };
-    runs.iter().any(|r| opts.models.iter().any(|&k| train::finished_summary(r, k, opts.steps).is_none()))
+    runs.iter().any(|r| train::steps_left(r, opts))
 }
 
 fn cmd_generate(args: GenerateArgs) -> Result<()> {
@@ -145,6 +148,7 @@ fn cmd_generate(args: GenerateArgs) -> Result<()> {
     if args.top_k.is_some_and(|k| k < 1) || samples < 1 {
         bail!("--top-k and --num-samples must be at least 1");
     }
+    sample::check_chars("--chars", args.chars.unwrap_or(0))?;
     let prompt = match &args.prompt_file {
         Some(path) => Some(chargpt::data::read_prompt(path)?),
         None => args.prompt.clone(),
@@ -252,6 +256,13 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     chargpt::test_hooks::internal_panic();
+    chargpt::panics::advise_on_memory(match &cli.command {
+        Command::Train(_) => "try a smaller --batch-size (or --block-size / --n-embed)",
+        Command::Eval(_) => "try a smaller --batch-windows",
+        Command::Bench(_) => "try a smaller --config (cpu)",
+        _ => "close other programs, or use a machine with more memory",
+    });
+    chargpt::test_hooks::out_of_memory();
     match cli.command {
         Command::Train(a) => cmd_train(a),
         Command::Generate(a) => cmd_generate(a),

@@ -12,6 +12,19 @@ thread_local! {
     static LAST_PANIC_IN_TCH: Cell<bool> = const { Cell::new(false) };
 }
 
+/// What to try when memory runs out, in the running command's flags (`advise_on_memory`).
+static MEMORY_ADVICE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Sets, once per process, what an out-of-memory error advises: only flags the running
+/// command has (`train`'s sizes, `eval`'s `--batch-windows`, ...).
+pub fn advise_on_memory(advice: &'static str) {
+    let _ = MEMORY_ADVICE.set(advice);
+}
+
+fn memory_advice() -> &'static str {
+    MEMORY_ADVICE.get().copied().unwrap_or("close other programs, or use a machine with more memory")
+}
+
 /// A caught panic, told apart.
 #[derive(Debug)]
 pub enum PanicError {
@@ -74,10 +87,10 @@ pub fn to_error(payload: Box<dyn Any + Send>) -> PanicError {
 fn libtorch_message(text: &str) -> String {
     let lower = text.to_lowercase();
     if lower.contains("out of memory") {
-        return "the GPU ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
+        return format!("the GPU ran out of memory; {}", memory_advice());
     }
     if lower.contains("can't allocate memory") || lower.contains("cannot allocate memory") {
-        return "the machine ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)".to_string();
+        return format!("the machine ran out of memory; {}", memory_advice());
     }
     // tch's `unwrap()` panics carry libtorch's message inside `Torch("...")`, its trace
     // after an escaped newline: keep the message.
@@ -100,9 +113,10 @@ mod tests {
     #[test]
     fn libtorch_failures_become_one_line_with_advice() {
         let trace = "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes.\nframe #0: c10::...";
+        // Unit tests set no command's advice: the general one.
         assert_eq!(
             PanicError::Libtorch(trace.into()).to_string(),
-            "the machine ran out of memory; try a smaller --batch-size (or --block-size / --n-embed)"
+            "the machine ran out of memory; close other programs, or use a machine with more memory"
         );
         let other = PanicError::Libtorch("shape '[2, 3]' is invalid for input of size 5\nframe #0".into()).to_string();
         assert_eq!(other, "libtorch error: shape '[2, 3]' is invalid for input of size 5");

@@ -21,6 +21,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl std::fmt::Display for Precision {
+    /// The flag's spelling: fp32, tf32, bf16.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
 impl Precision {
     /// The default for a device: TF32 on CUDA, fp32 on the CPU.
     pub fn default_for(device: Device) -> Self {

@@ -39,6 +39,9 @@ pub struct ResumeState {
     pub train_seconds: f64,
     pub wall_seconds: f64,
     pub adam_steps: HashMap<String, i64>,
+    /// How the steps done were computed (absent in files written before chargpt kept it).
+    #[serde(default)]
+    pub history: Vec<crate::arithmetic::Stretch>,
 }
 
 impl ResumeState {
@@ -53,6 +56,7 @@ impl ResumeState {
             train_seconds: 0.0,
             wall_seconds: 0.0,
             adam_steps: HashMap::new(),
+            history: Vec::new(),
         }
     }
 }

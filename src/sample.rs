@@ -7,6 +7,18 @@ use tch::{Kind, Tensor};
 /// The token the blog starts generating from when there is no prompt.
 pub const START_TOKEN: i64 = 1;
 
+/// The most characters one sample may ask for: a day of generation on a fast GPU, far
+/// below what the token list (8 bytes a character) could not hold.
+pub const MAX_CHARS: usize = 100_000_000;
+
+/// Refuses a sample length beyond [`MAX_CHARS`] (`flag` names where it came from).
+pub fn check_chars(flag: &str, chars: usize) -> anyhow::Result<()> {
+    if chars > MAX_CHARS {
+        anyhow::bail!("{flag} {chars} is more than the {MAX_CHARS} characters one sample may have; ask for fewer");
+    }
+    Ok(())
+}
+
 /// How the next character is chosen from the last position's logits. The default is the
 /// blog's: softmax and one `multinomial` draw, nothing else (so the same seed draws the
 /// same characters as the PyTorch reference).

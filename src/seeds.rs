@@ -5,6 +5,7 @@
 //! count, and training amplifies them (README, "Reading the table").
 
 use crate::data::Dataset;
+use crate::models::ModelKind;
 use crate::run_dir::RunDir;
 use crate::train::{self, Stopped, Summary, TrainOptions};
 use anyhow::{bail, Context, Result};
@@ -61,36 +62,89 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
         // The seed's folder is a run of its own: no one resumes it while this trains it.
         let _lock = sub.lock()?;
         let single = options_for(opts, seed);
-        crate::checkpoint::write_atomic(&sub.options(), serde_json::to_string_pretty(&single)?.as_bytes())?;
+        // As for a single-seed resume: a seed with nothing to train keeps its record (it
+        // may have been resumed on its own to more steps than the others).
+        if train::steps_left(&sub, &single) {
+            crate::checkpoint::write_atomic(&sub.options(), serde_json::to_string_pretty(&single)?.as_bytes())?;
+        }
         crate::say!("=== seed {seed} ({} of {}), in {}", i + 1, opts.seeds.len(), sub.path.display());
         if let Err(mut e) = train::run(&sub, &single, data, device, Arc::clone(&stop)) {
-            write_summary(run, opts)?;
+            write_summary(run, opts, false)?;
             if let Some(Stopped::Interrupted { run: at, .. }) = e.downcast_mut::<Stopped>() {
                 *at = Some(run.path.clone());
             }
             return Err(e);
         }
-        write_summary(run, opts)?;
+        write_summary(run, opts, i + 1 == opts.seeds.len())?;
     }
     Ok(summarize(run, opts))
 }
 
-/// Writes the top `summary.csv` from the models finished so far.
-fn write_summary(run: &RunDir, opts: &TrainOptions) -> Result<()> {
+/// Writes the top `summary.csv` from the models finished so far, and names (`say_left_out`)
+/// the seeds left out of it because they trained another number of steps than the run.
+fn write_summary(run: &RunDir, opts: &TrainOptions, say_left_out: bool) -> Result<()> {
+    for (seed, kind, steps) in other_steps(run, opts).into_iter().filter(|_| say_left_out) {
+        crate::say!(
+            "{}: seed {seed}'s {kind} has trained {steps} steps, the run {}: it is left out of summary.csv (resume {} with --steps {} to bring every seed there)",
+            run.path.display(),
+            opts.steps,
+            run.path.display(),
+            steps.max(opts.steps)
+        );
+    }
     run.write_summary(&summarize(run, opts), &SeedSummary::HEADER)
 }
 
-/// The spread of each model over the seeds that finished it (models no seed finished are
-/// left out).
+/// The spread of each model over the seeds that finished its `opts.steps` steps, no more
+/// and no fewer, so that every line compares losses after the same step (models no seed
+/// finished are left out).
 pub fn summarize(run: &RunDir, opts: &TrainOptions) -> Vec<SeedSummary> {
     opts.models
         .iter()
         .filter_map(|&kind| {
-            let done: Vec<(i64, Summary)> =
-                opts.seeds.iter().filter_map(|&s| train::finished_summary(&run.seed_run(s), kind, opts.steps).map(|m| (s, m))).collect();
+            let done: Vec<(i64, Summary)> = opts
+                .seeds
+                .iter()
+                .filter_map(|&s| train::finished(&run.seed_run(s), kind).filter(|(n, _)| *n == opts.steps).map(|(_, m)| (s, m)))
+                .collect();
             SeedSummary::of(&done)
         })
         .collect()
+}
+
+/// (seed, model, steps) of the finished models whose steps are not the run's.
+fn other_steps(run: &RunDir, opts: &TrainOptions) -> Vec<(i64, ModelKind, i64)> {
+    let mut other = Vec::new();
+    for &seed in &opts.seeds {
+        for &kind in &opts.models {
+            match train::finished(&run.seed_run(seed), kind) {
+                Some((steps, _)) if steps != opts.steps => other.push((seed, kind, steps)),
+                _ => {}
+            }
+        }
+    }
+    other
+}
+
+/// After `--resume TOP/seed-N` on its own: rewrites TOP's `summary.csv` when `sub` is a
+/// seed of the multi-seed run in its parent folder, so that the top summary never holds
+/// statistics its seeds no longer have. A top run that is training right now (its lock is
+/// held) rewrites its summary itself when its seed finishes.
+pub fn update_top_summary(sub: &RunDir) -> Result<()> {
+    let Some(seed) = sub.path.file_name().and_then(|n| n.to_str()?.strip_prefix("seed-")?.parse::<i64>().ok()) else { return Ok(()) };
+    let Some(top) = sub.path.parent().map(RunDir::new) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(top.options()) else { return Ok(()) };
+    let Ok(opts) = serde_json::from_str::<TrainOptions>(&text) else { return Ok(()) };
+    if !opts.seeds.contains(&seed) {
+        return Ok(());
+    }
+    let Ok(_lock) = top.lock() else {
+        crate::say!("{} is being written by another chargpt; it rewrites its summary.csv itself", top.path.display());
+        return Ok(());
+    };
+    write_summary(&top, &opts, true)?;
+    crate::say!("rewrote {} (seed {seed} is one of its seeds)", top.summary().display());
+    Ok(())
 }
 
 /// Mean, sample standard deviation (n - 1; NaN for one seed), and the extremes with the

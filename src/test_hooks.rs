@@ -44,3 +44,14 @@ pub fn internal_panic() {
         panic!("test hook: an internal panic");
     }
 }
+
+/// CHARGPT_TEST_OUT_OF_MEMORY: libtorch's out-of-memory failure, raised where the command
+/// starts, for the tests of what each command advises.
+pub fn out_of_memory() {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("CHARGPT_TEST_OUT_OF_MEMORY").is_some() {
+        crate::ffi::raise(crate::ffi::LibtorchError(
+            "[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes (test hook)".into(),
+        ));
+    }
+}

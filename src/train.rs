@@ -4,7 +4,7 @@
 //! non-finite loss. [`run`] trains a run's models one after another; [`train_model`]
 //! trains one.
 
-use crate::arithmetic::{Arithmetic, Machine, Threads};
+use crate::arithmetic::{Arithmetic, Machine, Stretch, Threads};
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::{Dataset, Split};
 use crate::device::{DeviceChoice, DeviceKind};
@@ -68,6 +68,10 @@ pub struct TrainOptions {
     /// chargpt kept them).
     #[serde(default)]
     pub machine: Option<Machine>,
+    /// This session's `--precision` was given (not saved): on a resume it then overrides
+    /// the precision each started model was trained with, which it keeps otherwise.
+    #[serde(skip)]
+    pub precision_given: bool,
 }
 
 fn fp32() -> Precision {
@@ -104,6 +108,7 @@ impl TrainOptions {
             corpus: None,
             threads: None,
             machine: None,
+            precision_given: false,
         }
     }
 
@@ -153,6 +158,7 @@ impl TrainOptions {
                 every + 1
             );
         }
+        sample::check_chars("--generate-chars", self.generate_chars)?;
         if self.models.is_empty() {
             bail!("no model to train: give e.g. --models v1,v4,v10 or all");
         }
@@ -216,6 +222,7 @@ impl TrainOptions {
             }
         }
         opts.precision = precision.unwrap_or(opts.precision);
+        opts.precision_given = precision.is_some();
         opts.threads = Some(match (threads, opts.threads) {
             (Some(given), Some(recorded)) if given != recorded => {
                 crate::say!("chargpt: continuing with --threads {given} instead of the run's {recorded}: its numbers may part from an uninterrupted run's");
@@ -418,6 +425,9 @@ struct Trainer<'a> {
     /// On the CPU: the load of the other processes, to give way to (`--threads auto`) or
     /// to say is slowing a fixed count down.
     cpu_share: Option<crate::cpu_share::CpuShare>,
+    /// The history of the steps done before this session, and where this session began.
+    history_before: Vec<Stretch>,
+    session_from: i64,
 }
 
 /// `--threads auto` for `model` where the thread count does not change its numbers (one
@@ -484,8 +494,23 @@ impl<'a> Trainer<'a> {
             None => None, // library use: libtorch's count is the caller's
         };
         let session_start = Instant::now();
+        let (history_before, session_from) = (state.history.clone(), state.steps_done);
         let losses = Vec::new();
-        Ok(Trainer { job, model, opt, state, progress, session_start, wall_before, last_eval, losses, threads, cpu_share })
+        Ok(Trainer {
+            job,
+            model,
+            opt,
+            state,
+            progress,
+            session_start,
+            wall_before,
+            last_eval,
+            losses,
+            threads,
+            cpu_share,
+            history_before,
+            session_from,
+        })
     }
 
     fn stop_requested(&self) -> bool {
@@ -494,6 +519,19 @@ impl<'a> Trainer<'a> {
 
     fn wall_seconds(&self) -> f64 {
         self.wall_before + self.session_start.elapsed().as_secs_f64()
+    }
+
+    /// How this session computes: the run's way, with this model's thread count.
+    fn arithmetic(&self) -> Option<Arithmetic> {
+        self.job.opts.arithmetic().map(|a| Arithmetic { threads: self.threads.unwrap_or(a.threads), ..a })
+    }
+
+    /// The model's history with this session's steps added.
+    fn history(&self) -> Vec<Stretch> {
+        match self.arithmetic() {
+            Some(a) => crate::arithmetic::extend_history(&self.history_before, self.session_from, self.state.steps_done, &a),
+            None => self.history_before.clone(),
+        }
     }
 
     /// The model's JSON: what it is and how far it got.
@@ -506,7 +544,8 @@ impl<'a> Trainer<'a> {
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
             corpus: self.job.opts.corpus.clone(),
-            arithmetic: self.job.opts.arithmetic().map(|a| Arithmetic { threads: self.threads.unwrap_or(a.threads), ..a }),
+            arithmetic: self.arithmetic(),
+            history: self.state.history.clone(),
             training_sample: finished.then(|| {
                 let n = self.job.opts.generate_chars;
                 let generator = match self.job.device {
@@ -521,6 +560,7 @@ impl<'a> Trainer<'a> {
     /// Resume file, weights and CSV, each written atomically (in-memory runs: nothing).
     fn save(&mut self) -> Result<()> {
         self.state.wall_seconds = self.wall_seconds();
+        self.state.history = self.history();
         let Some(run) = self.job.run else { return Ok(()) };
         let kind = self.job.kind;
         checkpoint::write_atomic(&run.resume(kind), &resume::to_bytes(&self.model, &self.opt, &self.state)?)?;
@@ -662,6 +702,7 @@ impl<'a> Trainer<'a> {
             checkpoint::write_atomic(&run.sample(kind), text.as_bytes())?;
             run.write_rows(kind, &self.state.rows, &EvalRow::HEADER)?;
             self.state.steps_done = opts.steps;
+            self.state.history = self.history();
             checkpoint::save_model(&run.weights(kind), &self.model, &self.info(true))?;
             checkpoint::write_atomic(&run.model_summary(kind), serde_json::to_string_pretty(&summary)?.as_bytes())?;
             // The resume file stays: `train --resume DIR --steps N` extends a finished model from it.
@@ -729,6 +770,7 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
             };
             crate::say!("{kind}: finished, but {} missing; {from}", missing.join(", "));
         }
+        let opts = &continuing_as_trained(run, kind, opts);
         let job = TrainJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };
         let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_model(&job)))
             .unwrap_or_else(|payload| Err(anyhow::Error::new(crate::panics::to_error(payload)).context(kind)))?;
@@ -737,6 +779,25 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
     }
     run.write_summary(&summaries, &Summary::HEADER)?;
     Ok(summaries)
+}
+
+/// The options `kind` continues with: a model with steps behind it keeps the precision
+/// they were computed in (its JSON's `arithmetic`) unless this session's `--precision`
+/// says otherwise; either way a line says so, and its `history` keeps which steps are which.
+fn continuing_as_trained(run: &RunDir, kind: ModelKind, opts: &TrainOptions) -> TrainOptions {
+    let info: Option<ModelInfo> = std::fs::read_to_string(run.info(kind)).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let Some((done, then)) = info.and_then(|i| Some((i.steps_done, i.arithmetic?))) else { return opts.clone() };
+    // On another device (--device, said when the run was read) the precision is that device's.
+    if done == 0 || then.device != opts.device || then.precision == opts.precision {
+        return opts.clone();
+    }
+    let (now, was) = (opts.precision, then.precision);
+    if opts.precision_given {
+        crate::say!("{kind}: continuing in {now} (--precision); its first {done} steps were computed in {was}, as its history in {} says", run.info(kind).display());
+        return opts.clone();
+    }
+    crate::say!("{kind}: continuing in {was}, as its first {done} steps were trained (run.json's {now} is for models that have not started; --precision {now} would switch it)");
+    TrainOptions { precision: was, ..opts.clone() }
 }
 
 /// The `stop_during` test hook (`crate::test_hooks`): a Ctrl-C during this phase.
@@ -771,7 +832,7 @@ pub fn print_deterministic_losses(
     let text = crate::data::read_text(data)?;
     let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", data.display()))?;
     let data = Dataset::from_tokens(vocab, &tokens);
-    data.check_block_size(1)?;
+    data.check_block_size(1).map_err(|e| anyhow::anyhow!("{e}; use a longer text"))?;
     for &split in splits {
         let label = format!("{} {}", model.kind, split.name());
         let loss = deterministic_loss(model, data.split(split), batch_windows, Some(&label));
@@ -782,11 +843,22 @@ pub fn print_deterministic_losses(
 
 /// A finished model's summary, if its run folder says it finished all `steps`.
 pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
+    finished(run, kind).filter(|(done, _)| *done >= steps).map(|(_, summary)| summary)
+}
+
+/// A finished model's steps and summary, as its run folder records them.
+pub fn finished(run: &RunDir, kind: ModelKind) -> Option<(i64, Summary)> {
     // The JSON alone decides, so that a run folder packed without its weights (the GPU
     // checks bring runs back that way) still skips its finished models.
     let info: ModelInfo = serde_json::from_str(&std::fs::read_to_string(run.info(kind)).ok()?).ok()?;
-    if !info.finished || info.steps_done < steps {
+    if !info.finished {
         return None;
     }
-    serde_json::from_str(&std::fs::read_to_string(run.model_summary(kind)).ok()?).ok()
+    let summary = serde_json::from_str(&std::fs::read_to_string(run.model_summary(kind)).ok()?).ok()?;
+    Some((info.steps_done, summary))
+}
+
+/// Whether a model of the run in `run` (one seed) has steps left.
+pub fn steps_left(run: &RunDir, opts: &TrainOptions) -> bool {
+    opts.models.iter().any(|&k| finished_summary(run, k, opts.steps).is_none())
 }

@@ -278,3 +278,84 @@ fn values_read_from_files_are_checked_and_named() {
     std::fs::write(&info, json.replace("\"block_size\": 16", "\"block_size\": 5000000")).unwrap();
     fails_with(&["generate", "--checkpoint", out.join("v10.safetensors").to_str().unwrap()], "v10.json: its sizes (block_size 5000000");
 }
+
+/// A model with steps behind it continues in the precision they were computed in, unless
+/// `--precision` says otherwise; both are said, and its history records which steps are which.
+#[test]
+fn each_model_continues_in_the_precision_it_was_trained_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, straight) = (dir.path().join("run"), dir.path().join("straight"));
+    let dir_s = out.to_str().unwrap();
+    ok(&strs(&tiny_train(&out, "v1,v4", &[])));
+    // v1 goes on in bf16 (the flag) and stops at step 51: run.json now says bf16.
+    let r = run_stopped_after(&["train", "--resume", dir_s, "--steps", "61", "--precision", "bf16", "--no-plot"].map(String::from), "51");
+    assert_eq!(r.code, 130, "{}", r.stderr);
+    assert!(r.stdout.contains("v1: continuing in bf16 (--precision); its first 41 steps were computed in fp32"), "{}", r.stdout);
+    // No flag: v1 keeps bf16, v4 (fp32 so far) keeps fp32 although run.json says bf16.
+    let r = ok(&["train", "--resume", dir_s, "--no-plot"]);
+    assert!(r.stdout.contains("v4: continuing in fp32, as its first 41 steps were trained (run.json's bf16"), "{}", r.stdout);
+    assert!(!r.stdout.contains("v1: continuing"), "v1's record and run.json agree: {}", r.stdout);
+    let history = |model: &str| -> Vec<(i64, i64, String)> {
+        let info: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join(format!("{model}.json"))).unwrap()).unwrap();
+        let stretches = info["history"].as_array().unwrap_or_else(|| panic!("{model}.json has a history: {info}")).clone();
+        stretches.iter().map(|s| (s["from_step"].as_i64().unwrap(), s["to_step"].as_i64().unwrap(), s["precision"].as_str().unwrap().into())).collect()
+    };
+    assert_eq!(history("v1"), [(0, 41, "fp32".into()), (41, 61, "bf16".into())]);
+    assert_eq!(history("v4"), [(0, 61, "fp32".into())]);
+    // v4's 61 steps are those of a straight fp32 run: it really continued in fp32.
+    ok(&strs(&tiny_train(&straight, "v4", &["--steps", "61"])));
+    assert_eq!(losses(&out, "v4"), losses(&straight, "v4"));
+}
+
+/// A seed's sub-folder resumed on its own to more steps: the top summary leaves that seed
+/// out (its losses are after another step), says so, and the seed keeps its record.
+#[test]
+fn a_seed_resumed_on_its_own_leaves_the_top_summary_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1", &["--seeds", "2"])));
+    let seeds_column = || std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().nth(1).unwrap().split(',').nth(2).unwrap().to_string();
+    assert_eq!(seeds_column(), "2");
+    let sub = out.join("seed-1338");
+    let r = ok(&["train", "--resume", sub.to_str().unwrap(), "--steps", "61", "--no-plot"]);
+    assert!(r.stdout.contains("seed 1338's v1 has trained 61 steps, the run 41: it is left out of summary.csv"), "{}", r.stdout);
+    assert_eq!(seeds_column(), "1", "only seed 1337 is after step 40");
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
+    assert_eq!(r.stdout.matches("left out of summary.csv").count(), 1, "said once: {}", r.stdout);
+    assert_eq!(seeds_column(), "1");
+    let sub_run: serde_json::Value = serde_json::from_slice(&std::fs::read(sub.join("run.json")).unwrap()).unwrap();
+    assert_eq!(sub_run["steps"], 61, "the seed's record matches its models");
+    // Extending the whole run brings every seed to the same step again.
+    ok(&["train", "--resume", out.to_str().unwrap(), "--steps", "61", "--no-plot"]);
+    assert_eq!(seeds_column(), "2");
+}
+
+/// Out of memory, each command advises only flags it has.
+#[test]
+fn memory_advice_names_only_the_commands_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&strs(&tiny_train(&out, "v1", &[])));
+    let weights = out.join("v1.safetensors");
+    let oom = |args: &[&str]| -> String {
+        let r: Run = hooked_bin().args(args).env("CHARGPT_TEST_OUT_OF_MEMORY", "1").output().unwrap().into();
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        let err = r.stderr.trim().to_string();
+        assert!(err.starts_with("error: the machine ran out of memory; ") && err.lines().count() == 1, "{err}");
+        err
+    };
+    assert!(oom(&strs(&tiny_train(&dir.path().join("other"), "v1", &[]))).contains("--batch-size"));
+    let eval = oom(&["eval", "--checkpoint", weights.to_str().unwrap()]);
+    assert!(eval.contains("--batch-windows") && !eval.contains("--batch-size"), "{eval}");
+    for args in [vec!["generate", "--checkpoint", weights.to_str().unwrap()], vec!["models"]] {
+        let err = oom(&args);
+        assert!(!err.contains("--batch") && !err.contains("--block-size"), "{err}");
+    }
+    assert!(oom(&["bench", "--models", "v1"]).contains("--config"));
+    // The same for the other limits: a sample's length, a text too short for eval.
+    fails_with(&["generate", "--checkpoint", weights.to_str().unwrap(), "--chars", "1000000000"], "more than the 100000000 characters");
+    let short = dir.path().join("short.txt");
+    std::fs::write(&short, "ab").unwrap();
+    let r = fails_with(&["eval", "--checkpoint", weights.to_str().unwrap(), "--data", short.to_str().unwrap()], "use a longer text");
+    assert!(!r.stderr.contains("--block-size"), "{}", r.stderr);
+}

@@ -63,6 +63,7 @@ fn checkpoint_save_load_gives_identical_logits() {
             chargpt_version: "test".into(),
             corpus: None,
             arithmetic: None,
+            history: Vec::new(),
             training_sample: None,
         };
         checkpoint::save_model(&path, &t.model, &info).unwrap();
