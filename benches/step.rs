@@ -4,7 +4,8 @@
 //! `make bench` also runs scripts/bench.py, which puts PyTorch eager beside these numbers.
 
 use chargpt::bench::{bench_config, StepBench};
-use chargpt::models::{Implementation, ModelKind};
+use chargpt::model_kind::ModelKind;
+use chargpt::models::Implementation;
 use chargpt::presets::Preset;
 use chargpt::sample;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -272,7 +272,7 @@ mod tests {
     fn the_thread_check_tells_a_count_dependent_computation() {
         let _rng = crate::rng_lock();
         let cfg = crate::layers::Config { vocab_size: 11, n_embed: 16, num_heads: 2, block_size: 8, block_layers: 1, dropout: 0.0 };
-        let model = crate::models::Model::new(crate::models::ModelKind::V6, &cfg, tch::Device::Cpu).unwrap();
+        let model = crate::models::Model::new(crate::model_kind::ModelKind::V6, &cfg, tch::Device::Cpu).unwrap();
         let x = tch::Tensor::arange(16, (tch::Kind::Int64, tch::Device::Cpu)).remainder(11).view([2, 8]);
         let y = (&x + 1).remainder(11);
         let before = tch::get_num_threads();

@@ -4,7 +4,8 @@
 
 use crate::device::DeviceKind;
 use crate::layers::Config;
-use crate::models::{Implementation, Model, ModelKind};
+use crate::model_kind::ModelKind;
+use crate::models::{Implementation, Model};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::Precision;
 use crate::presets::Preset;

@@ -5,7 +5,8 @@
 
 use crate::data::Vocab;
 use crate::layers::Config;
-use crate::models::{Model, ModelKind};
+use crate::model_kind::ModelKind;
+use crate::models::Model;
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -185,7 +186,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     if vocab.len() as i64 != info.config.vocab_size {
         bail!("{}: vocabulary has {} characters but config says {}", info_path(&weights).display(), vocab.len(), info.config.vocab_size);
     }
-    crate::models::validate(kind, &info.config)
+    crate::model_kind::validate(kind, &info.config)
         .map_err(|e| anyhow::anyhow!("{}: {}", info_path(&weights).display(), as_fields(&e.to_string())))?;
     crate::footprint::check_model(kind, &info.config, device, &info_path(&weights))?;
     let (tensors, _) = read_safetensors(&weights)?;

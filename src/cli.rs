@@ -4,7 +4,8 @@
 use anyhow::{bail, Result};
 use chargpt::arithmetic::{Machine, Threads};
 use chargpt::device::{DeviceChoice, DeviceKind};
-use chargpt::models::{parse_model_list, Implementation};
+use chargpt::model_kind::parse_model_list;
+use chargpt::models::Implementation;
 use chargpt::precision::Precision;
 use chargpt::presets::Preset;
 use chargpt::run_dir::RunDir;

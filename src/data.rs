@@ -199,11 +199,7 @@ impl Dataset {
         for split in [Split::Train, Split::Val] {
             let n = self.split(split).size()[0];
             if n < block_size + 1 {
-                bail!(
-                    "the {} split has {n} tokens, fewer than block_size + 1 = {}",
-                    split.name(),
-                    block_size + 1
-                );
+                bail!("the {} split has {n} tokens, fewer than block_size + 1 = {}", split.name(), block_size + 1);
             }
         }
         Ok(())

@@ -5,101 +5,62 @@
 //! portable libtorch-op versions for CUDA. Its dropout draws its masks differently from
 //! PyTorch's, so it matches the reference exactly only at dropout 0.
 //!
-//! [`Fast`] builds each layer with the faithful constructor (same parameters, names, and
-//! initialisation draws) and wraps it.
+//! The layers (`crate::layers`) call these functions with the tensors they own; nothing
+//! here knows a layer's fields.
 
-use crate::layers::{self, Config, FeedForwardKind, Head, Layers, Linear, Module, MultiHeadKind};
 use std::cell::OnceCell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use tch::nn::Path;
 use tch::{Kind, Tensor};
 
-/// The fast path's layers.
-pub struct Fast;
+/// Which kernels the fast path's LayerNorm and dropout use, chosen when a model is built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The one-pass CPU kernels of `fused` where they apply (f32 on the CPU), the
+    /// portable ones elsewhere: what `--impl fast` runs.
+    #[default]
+    Fused,
+    /// The portable libtorch-op versions everywhere (what CUDA runs), for tests and
+    /// comparisons on the CPU.
+    Portable,
+}
 
-impl Layers for Fast {
-    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module> {
-        let head = Head::new(p, i, o, block_size, None);
-        Box::new(MultiHead { heads: vec![head], proj: None, dropout: None, causal_bias: OnceCell::new() })
-    }
-    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module> {
-        let layers::MultiHead { heads, proj, dropout } = layers::MultiHead::new(p, cfg, kind);
-        Box::new(MultiHead { heads, proj, dropout, causal_bias: OnceCell::new() })
-    }
-    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module> {
-        Box::new(FeedForward(layers::FeedForward::new(p, cfg, kind)))
-    }
-    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module> {
-        Box::new(LayerNorm(layers::LayerNorm::new(p, d)))
+impl Kernels {
+    /// Whether the one-pass CPU kernels of `fused` serve this tensor.
+    fn fused_for(self, x: &Tensor) -> bool {
+        self == Kernels::Fused && crate::fused::applies(x)
     }
 }
 
-/// The heads of a MultiHead (or V4's one head) computed together by [`attention`], then
-/// the projection and the dropout.
-struct MultiHead {
-    heads: Vec<Head>,
-    proj: Option<Linear>,
-    dropout: Option<f64>,
-    /// The causal mask as an additive bias, made once on the model's device.
-    causal_bias: OnceCell<Tensor>,
+/// What [`attention`] reads of a layer's heads, all reading the same input.
+pub struct FusedHeads<'a> {
+    /// Every head's query weight, then every key weight, then every value weight.
+    pub weights: Vec<&'a Tensor>,
+    pub heads: i64,
+    /// The heads' `[Tmax, Tmax]` lower-triangular buffer.
+    pub tril: &'a Tensor,
+    /// Where the causal mask, as an additive bias, is kept once made (on the CPU path).
+    pub bias: &'a OnceCell<Tensor>,
+    /// The attention-weight dropout (0 for none).
+    pub dropout: f64,
 }
 
-impl Module for MultiHead {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut out = attention(&self.heads, &self.causal_bias, x, train);
-        if let Some(proj) = &self.proj {
-            out = proj.forward(&out);
-        }
-        if let Some(p) = self.dropout {
-            out = dropout(&out, p, train);
-        }
-        out
-    }
-}
-
-/// FF1..FF3 with the fast dropout.
-struct FeedForward(layers::FeedForward);
-
-impl Module for FeedForward {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = self.0.forward_without_dropout(x);
-        match self.0.dropout {
-            Some(p) => dropout(&out, p, train),
-            None => out,
-        }
-    }
-}
-
-/// The blog's LayerNorm in one pass (see [`layer_norm`]).
-struct LayerNorm(layers::LayerNorm);
-
-impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor, _train: bool) -> Tensor {
-        layer_norm(x, &self.0.gamma, &self.0.beta, layers::LayerNorm::EPS)
-    }
-}
-
-/// The fast path for `heads` that all read the same input: one matmul for every head's
-/// query, key and value (the per-head weights are concatenated, so gradients still reach
-/// each head's own parameters and checkpoints keep their keys) and heads as a tensor
-/// dimension, with the blog's scale (the input width, not the head width). Same function
-/// as the per-head loop; different dropout draws.
+/// The fast path for heads that all read `x`: one matmul for every head's query, key and
+/// value (the per-head weights are concatenated, so gradients still reach each head's
+/// own parameters and checkpoints keep their keys) and heads as a tensor dimension, with
+/// the blog's scale (the input width, not the head width). Same function as the per-head
+/// loop; different dropout draws.
 ///
 /// On CUDA the attention is libtorch's fused `scaled_dot_product_attention`. On the CPU,
 /// where that kernel is slower than plain batched matmuls at these sizes (fwd+bwd of
 /// [32, 4, 64, 32]: 5.4 ms against 3.4-4.8 ms), the causal mask is added inside the
 /// scores' matmul (`baddbmm` of a 0/-inf bias) and the softmax and dropout follow.
-fn attention(heads: &[Head], causal_bias: &OnceCell<Tensor>, x: &Tensor, train: bool) -> Tensor {
+pub fn attention(x: &Tensor, heads: &FusedHeads, train: bool, kernels: Kernels) -> Tensor {
     let (b, t, c) = x.size3().expect("attention input is [B, T, C]");
-    let h = heads.len() as i64;
-    let head_size = heads[0].query.weight.size()[0];
-    let mut weights: Vec<&Tensor> = heads.iter().map(|hd| &hd.query.weight).collect();
-    weights.extend(heads.iter().map(|hd| &hd.key.weight));
-    weights.extend(heads.iter().map(|hd| &hd.value.weight));
+    let h = heads.heads;
+    let head_size = heads.weights[0].size()[0];
     // [B, T, 3 (q, k, v), H, head_size]
-    let qkv = x.linear::<&Tensor>(&Tensor::cat(&weights, 0), None).view([b, t, 3, h, head_size]);
+    let qkv = x.linear::<&Tensor>(&Tensor::cat(&heads.weights, 0), None).view([b, t, 3, h, head_size]);
     let scale = (c as f64).powf(-0.5);
-    let p = heads[0].dropout.filter(|&p| train && p > 0.0).unwrap_or(0.0);
+    let p = if train { heads.dropout } else { 0.0 };
     let y = if x.device().is_cuda() {
         let qkv = qkv.permute([2, 0, 3, 1, 4]); // [3, B, H, T, head_size], a view
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
@@ -110,11 +71,11 @@ fn attention(heads: &[Head], causal_bias: &OnceCell<Tensor>, x: &Tensor, train: 
         let qkv = qkv.permute([2, 0, 3, 1, 4]).reshape([3, b * h, t, head_size]).unbind(0);
         let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
         // `[T, T]`: 0 where a position may attend, -inf where `tril == 0`.
-        let tril = &heads[0].tril;
+        let tril = heads.tril;
         let bias =
-            causal_bias.get_or_init(|| tril.zeros_like().masked_fill(&tril.eq(0.0), f64::NEG_INFINITY)).narrow(0, 0, t).narrow(1, 0, t);
+            heads.bias.get_or_init(|| tril.zeros_like().masked_fill(&tril.eq(0.0), f64::NEG_INFINITY)).narrow(0, 0, t).narrow(1, 0, t);
         let w = bias.baddbmm(q, &k.transpose(1, 2), 1.0, scale).softmax(-1, Kind::Float);
-        dropout(&w, p, train).bmm(v).view([b, h, t, head_size])
+        dropout(&w, p, train, kernels).bmm(v).view([b, h, t, head_size])
     };
     y.transpose(1, 2).reshape([b, t, h * head_size])
 }
@@ -123,11 +84,11 @@ fn attention(heads: &[Head], causal_bias: &OnceCell<Tensor>, x: &Tensor, train: 
 /// by `1 / (1 - p)`) from different random numbers. On the CPU a one-pass kernel with a
 /// parallel counter-based generator; elsewhere `x * (uniform < 1 - p) / (1 - p)`, which
 /// avoids the per-element `bernoulli_`.
-pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
+pub fn dropout(x: &Tensor, p: f64, train: bool, kernels: Kernels) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();
     }
-    if use_fused_kernels(x) {
+    if kernels.fused_for(x) {
         return crate::fused::dropout(x, p);
     }
     portable_dropout(x, p)
@@ -140,10 +101,10 @@ pub fn portable_dropout(x: &Tensor, p: f64) -> Tensor {
 }
 
 /// The blog's LayerNorm (docs/MODELS.md: unbiased std, eps added to the std), the same
-/// function as the faithful `LayerNorm::forward` in fewer kernels: the one-pass kernel
-/// on the CPU, the portable composite elsewhere.
-pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
-    if use_fused_kernels(x) {
+/// function as the faithful LayerNorm in fewer kernels: the one-pass kernel on the CPU,
+/// the portable composite elsewhere.
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, kernels: Kernels) -> Tensor {
+    if kernels.fused_for(x) {
         return crate::fused::blog_layer_norm(x, gamma, beta, eps);
     }
     portable_layer_norm(x, gamma, beta, eps)
@@ -159,23 +120,11 @@ pub fn portable_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) 
     beta.addcmul(gamma, &normalized)
 }
 
-static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
-
-/// Makes the fast path use its portable LayerNorm and dropout (what CUDA runs) on the CPU
-/// too, instead of the one-pass kernels: for tests and comparisons. Process-wide.
-pub fn set_portable_kernels(on: bool) {
-    PORTABLE_ONLY.store(on, Ordering::SeqCst);
-}
-
-/// Whether the one-pass CPU kernels of `fused` serve this tensor.
-fn use_fused_kernels(x: &Tensor) -> bool {
-    crate::fused::applies(x) && !PORTABLE_ONLY.load(Ordering::SeqCst)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::nn::VarStore;
+    use crate::layers;
+    use tch::nn::{Module, VarStore};
     use tch::Device;
 
     /// docs/MODELS.md's LayerNorm in f64: `gamma * (x - mean) / (std + eps) + beta`, the
@@ -200,7 +149,7 @@ mod tests {
         let spread = Tensor::from_slice(&[1e-3f32, 2e-3, 5e-3, 1e-2, 1.0, 3.0]).view([6, 1, 1]);
         let x = Tensor::randn([6, 5, d], (Kind::Float, Device::Cpu)) * spread + 0.01;
         let vs = VarStore::new(Device::Cpu);
-        let faithful = layers::LayerNorm::new(vs.root() / "ln", d);
+        let faithful = layers::LayerNorm::new(vs.root() / "ln", d, layers::Compute::Faithful);
         tch::no_grad(|| {
             faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
             faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));

@@ -4,7 +4,7 @@
 //! process. The estimate errs high on purpose; it only has to catch the hopeless cases.
 
 use crate::layers::Config;
-use crate::models::ModelKind;
+use crate::model_kind::ModelKind;
 use anyhow::{bail, Result};
 
 /// Trainable parameters of `kind` at `cfg`, from docs/MODELS.md's shapes (no model built).
@@ -131,6 +131,18 @@ fn check_against(models: &[ModelKind], cfg: &Config, batch_size: i64, available:
                 available / 1e9
             );
         }
+    }
+    Ok(())
+}
+
+/// `chargpt models`: the sizes, then each model's parameter count and what it adds.
+pub fn print_table(cfg: &Config, models: &[ModelKind]) -> Result<()> {
+    println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
+    println!("{:<5} {:>12}  adds", "model", "parameters");
+    for &kind in models {
+        crate::model_kind::validate(kind, cfg)?;
+        // Counted, not built: a table of huge sizes costs nothing.
+        println!("{:<5} {:>12}  {}", kind.to_string(), parameters(kind, cfg) as i64, kind.adds());
     }
     Ok(())
 }

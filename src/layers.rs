@@ -1,10 +1,12 @@
 //! The shared building blocks of docs/MODELS.md, with PyTorch's parameter names and
 //! PyTorch's initialisation, drawn in PyTorch's order (so the same seed gives the same
-//! weights as the reference). This is the faithful implementation, op for op as
-//! `scripts/reference.py`. The other [`Layers`] implementation computes the same layers
-//! over the same parameters in fewer kernels.
+//! weights as the reference). Each layer computes in one of two ways over the same
+//! parameters ([`Compute`]): the blog's ops, op for op as `scripts/reference.py` (the
+//! parity reference), or the fast path's fewer and larger kernels (`crate::fast`).
 
-use tch::nn::Path;
+use crate::fast::{self, FusedHeads, Kernels};
+use std::cell::OnceCell;
+use tch::nn::{Module, ModuleT, Path};
 use tch::{Kind, Tensor};
 
 /// Hyperparameters of one model (docs/MODELS.md notation in comments).
@@ -24,37 +26,24 @@ pub struct Config {
     pub dropout: f64,
 }
 
-/// A layer with a forward pass; `train` turns dropout on.
-pub trait Module {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor;
+/// How the layers of a model compute, chosen when it is built; the parameters, their
+/// names and their initial values are the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compute {
+    /// The blog's ops, head by head (`--impl faithful`).
+    #[default]
+    Faithful,
+    /// The fast path (`--impl fast`) with the given LayerNorm and dropout kernels.
+    Fast(Kernels),
 }
 
-/// What builds a model's attention, feed-forward and LayerNorm layers: [`Faithful`] here,
-/// or the fused one of the other implementation. Either way the parameters are created by the constructors of
-/// this file, in the same order, with the same names, so the two build the same model.
-pub trait Layers {
-    /// One attention head as wide as `o` (V4).
-    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module>;
-    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module>;
-    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module>;
-    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module>;
-}
-
-/// The blog's layers as they are written in this file (the parity reference).
-pub struct Faithful;
-
-impl Layers for Faithful {
-    fn head(&self, p: Path, i: i64, o: i64, block_size: i64) -> Box<dyn Module> {
-        Box::new(Head::new(p, i, o, block_size, None))
-    }
-    fn multi_head(&self, p: Path, cfg: &Config, kind: MultiHeadKind) -> Box<dyn Module> {
-        Box::new(MultiHead::new(p, cfg, kind))
-    }
-    fn feed_forward(&self, p: Path, cfg: &Config, kind: FeedForwardKind) -> Box<dyn Module> {
-        Box::new(FeedForward::new(p, cfg, kind))
-    }
-    fn layer_norm(&self, p: Path, d: i64) -> Box<dyn Module> {
-        Box::new(LayerNorm::new(p, d))
+impl Compute {
+    /// Dropout with probability `p` when `train`.
+    fn dropout(self, x: &Tensor, p: f64, train: bool) -> Tensor {
+        match self {
+            Compute::Faithful => x.dropout(p, train),
+            Compute::Fast(kernels) => fast::dropout(x, p, train, kernels),
+        }
     }
 }
 
@@ -89,8 +78,10 @@ impl Linear {
         });
         Linear { weight, bias }
     }
+}
 
-    pub fn forward(&self, x: &Tensor) -> Tensor {
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
 }
@@ -108,8 +99,10 @@ impl Embedding {
         });
         Embedding { weight }
     }
+}
 
-    pub fn forward(&self, idx: &Tensor) -> Tensor {
+impl Module for Embedding {
+    fn forward(&self, idx: &Tensor) -> Tensor {
         Tensor::embedding(&self.weight, idx, -1, false, false)
     }
 }
@@ -119,31 +112,33 @@ impl Embedding {
 pub struct LayerNorm {
     pub gamma: Tensor,
     pub beta: Tensor,
+    compute: Compute,
 }
 
 impl LayerNorm {
     pub const EPS: f64 = 1e-6;
 
-    pub fn new(p: Path, d: i64) -> Self {
+    pub fn new(p: Path, d: i64, compute: Compute) -> Self {
         let gamma = parameter(&p, "gamma", &[d], |t| {
             let _ = t.fill_(1.0);
         });
         let beta = parameter(&p, "beta", &[d], |t| {
             let _ = t.fill_(0.0);
         });
-        LayerNorm { gamma, beta }
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Tensor {
-        let mean = x.mean_dim(-1, true, Kind::Float);
-        let std = x.std_dim(-1, true, true);
-        &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta
+        LayerNorm { gamma, beta, compute }
     }
 }
 
 impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor, _train: bool) -> Tensor {
-        LayerNorm::forward(self, x)
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self.compute {
+            Compute::Faithful => {
+                let mean = x.mean_dim(-1, true, Kind::Float);
+                let std = x.std_dim(-1, true, true);
+                &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta
+            }
+            Compute::Fast(kernels) => fast::layer_norm(x, &self.gamma, &self.beta, Self::EPS, kernels),
+        }
     }
 }
 
@@ -156,39 +151,59 @@ fn tril_buffer(p: &Path, block_size: i64) -> Tensor {
 /// One causal self-attention head. Scores are scaled by the *input* width, as in the blog.
 #[derive(Debug)]
 pub struct Head {
-    pub key: Linear,
-    pub query: Linear,
-    pub value: Linear,
-    pub tril: Tensor,
+    key: Linear,
+    query: Linear,
+    value: Linear,
+    tril: Tensor,
     /// Dropout on the attention weights (only Block4's heads have it).
-    pub dropout: Option<f64>,
-    /// `tril == 0`, computed on the first forward (on the model's final device), not every time.
-    future: std::cell::OnceCell<Tensor>,
+    dropout: Option<f64>,
+    compute: Compute,
+    /// The causal mask in the form the computation uses (`tril == 0` for the blog's
+    /// `masked_fill`, an additive bias for the fast path), made on the first forward, on
+    /// the model's final device.
+    mask: OnceCell<Tensor>,
 }
 
 impl Head {
-    pub fn new(p: Path, i: i64, o: i64, block_size: i64, dropout: Option<f64>) -> Self {
+    pub fn new(p: Path, i: i64, o: i64, block_size: i64, dropout: Option<f64>, compute: Compute) -> Self {
         let key = Linear::new(&p / "key", i, o, false);
         let query = Linear::new(&p / "query", i, o, false);
         let value = Linear::new(&p / "value", i, o, false);
         let tril = tril_buffer(&p, block_size);
-        Head { key, query, value, tril, dropout, future: Default::default() }
+        Head { key, query, value, tril, dropout, compute, mask: OnceCell::new() }
     }
-}
 
-impl Module for Head {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// The blog's head: `softmax(q k^T / sqrt(C), causal) v`.
+    fn faithful(&self, x: &Tensor, train: bool) -> Tensor {
         let (_, t, c) = x.size3().expect("attention input is [B, T, C]");
         let k = self.key.forward(x);
         let q = self.query.forward(x);
         let v = self.value.forward(x);
         let scores = q.matmul(&k.transpose(-2, -1)) * (c as f64).powf(-0.5);
-        let future = self.future.get_or_init(|| self.tril.eq(0.0)).narrow(0, 0, t).narrow(1, 0, t);
+        let future = self.mask.get_or_init(|| self.tril.eq(0.0)).narrow(0, 0, t).narrow(1, 0, t);
         let mut w = scores.masked_fill(&future, f64::NEG_INFINITY).softmax(-1, Kind::Float);
         if let Some(p) = self.dropout {
             w = w.dropout(p, train);
         }
         w.matmul(&v)
+    }
+}
+
+/// What the fast path's attention reads of `heads` (all reading the same input): every
+/// head's query, key and value weights, the causal mask and the attention dropout.
+fn fused<'a>(heads: &'a [Head], mask: &'a OnceCell<Tensor>) -> FusedHeads<'a> {
+    let mut weights: Vec<&Tensor> = heads.iter().map(|h| &h.query.weight).collect();
+    weights.extend(heads.iter().map(|h| &h.key.weight));
+    weights.extend(heads.iter().map(|h| &h.value.weight));
+    FusedHeads { weights, heads: heads.len() as i64, tril: &heads[0].tril, bias: mask, dropout: heads[0].dropout.unwrap_or(0.0) }
+}
+
+impl ModuleT for Head {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        match self.compute {
+            Compute::Faithful => self.faithful(x, train),
+            Compute::Fast(kernels) => fast::attention(x, &fused(std::slice::from_ref(self), &self.mask), train, kernels),
+        }
     }
 }
 
@@ -206,31 +221,38 @@ pub enum MultiHeadKind {
 /// `H` heads of width `C/H`, concatenated in head order.
 #[derive(Debug)]
 pub struct MultiHead {
-    pub heads: Vec<Head>,
-    pub proj: Option<Linear>,
-    pub dropout: Option<f64>,
+    heads: Vec<Head>,
+    proj: Option<Linear>,
+    dropout: Option<f64>,
+    compute: Compute,
+    /// The fast path's causal bias, shared by its heads.
+    mask: OnceCell<Tensor>,
 }
 
 impl MultiHead {
-    pub fn new(p: Path, cfg: &Config, kind: MultiHeadKind) -> Self {
+    pub fn new(p: Path, cfg: &Config, kind: MultiHeadKind, compute: Compute) -> Self {
         let head_size = cfg.n_embed / cfg.num_heads;
         let dropout = (kind == MultiHeadKind::Dropout).then_some(cfg.dropout);
-        let heads = (0..cfg.num_heads).map(|h| Head::new(&p / "heads" / h, cfg.n_embed, head_size, cfg.block_size, dropout)).collect();
+        let heads =
+            (0..cfg.num_heads).map(|h| Head::new(&p / "heads" / h, cfg.n_embed, head_size, cfg.block_size, dropout, compute)).collect();
         let width = head_size * cfg.num_heads;
         let proj = (kind != MultiHeadKind::NoProj).then(|| Linear::new(&p / "proj", width, width, true));
-        MultiHead { heads, proj, dropout }
+        MultiHead { heads, proj, dropout, compute, mask: OnceCell::new() }
     }
 }
 
-impl Module for MultiHead {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let outs: Vec<Tensor> = self.heads.iter().map(|h| h.forward(x, train)).collect();
-        let mut out = Tensor::cat(&outs, -1);
+impl ModuleT for MultiHead {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = match self.compute {
+            Compute::Faithful => Tensor::cat(&self.heads.iter().map(|h| h.faithful(x, train)).collect::<Vec<_>>(), -1),
+            // Every head at once: one matmul for all queries, keys and values.
+            Compute::Fast(kernels) => fast::attention(x, &fused(&self.heads, &self.mask), train, kernels),
+        };
         if let Some(proj) = &self.proj {
             out = proj.forward(&out);
         }
         if let Some(p) = self.dropout {
-            out = out.dropout(p, train);
+            out = self.compute.dropout(&out, p, train);
         }
         out
     }
@@ -240,9 +262,10 @@ impl Module for MultiHead {
 /// The layers live under `ff.0` and `ff.2`, as in the blog's `nn.Sequential`.
 #[derive(Debug)]
 pub struct FeedForward {
-    pub expand: Linear,
-    pub contract: Option<Linear>,
-    pub dropout: Option<f64>,
+    expand: Linear,
+    contract: Option<Linear>,
+    dropout: Option<f64>,
+    compute: Compute,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,34 +276,27 @@ pub enum FeedForwardKind {
 }
 
 impl FeedForward {
-    pub fn new(p: Path, cfg: &Config, kind: FeedForwardKind) -> Self {
+    pub fn new(p: Path, cfg: &Config, kind: FeedForwardKind, compute: Compute) -> Self {
         let c = cfg.n_embed;
         let seq = &p / "ff";
         if kind == FeedForwardKind::FF1 {
-            return FeedForward { expand: Linear::new(&seq / 0, c, c, true), contract: None, dropout: None };
+            return FeedForward { expand: Linear::new(&seq / 0, c, c, true), contract: None, dropout: None, compute };
         }
         let expand = Linear::new(&seq / 0, c, 4 * c, true);
         let contract = Some(Linear::new(&seq / 2, 4 * c, c, true));
         let dropout = (kind == FeedForwardKind::FF3).then_some(cfg.dropout);
-        FeedForward { expand, contract, dropout }
-    }
-
-    /// The layers without the dropout (FF3's dropout is the only part that the fused
-    /// implementation computes differently).
-    pub fn forward_without_dropout(&self, x: &Tensor) -> Tensor {
-        let out = self.expand.forward(x).relu();
-        match &self.contract {
-            Some(contract) => contract.forward(&out),
-            None => out,
-        }
+        FeedForward { expand, contract, dropout, compute }
     }
 }
 
-impl Module for FeedForward {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = self.forward_without_dropout(x);
+impl ModuleT for FeedForward {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut out = self.expand.forward(x).relu();
+        if let Some(contract) = &self.contract {
+            out = contract.forward(&out);
+        }
         match self.dropout {
-            Some(p) => out.dropout(p, train),
+            Some(p) => self.compute.dropout(&out, p, train),
             None => out,
         }
     }
@@ -288,56 +304,57 @@ impl Module for FeedForward {
 
 /// Block1..Block4 of docs/MODELS.md: how attention and feed-forward are wired. Each
 /// builds `self_attention`, `ff`, then its LayerNorms, as PyTorch does.
+#[derive(Debug)]
 pub enum Block {
     /// Block1 (V7): `ff(sa(x))`, no residual; attention without projection, FF1.
-    Plain { self_attention: Box<dyn Module>, ff: Box<dyn Module> },
+    Plain { self_attention: MultiHead, ff: FeedForward },
     /// Block2 (V8): `x + sa(x)`, then `x + ff(x)`; attention with projection, FF2.
-    Residual { self_attention: Box<dyn Module>, ff: Box<dyn Module> },
+    Residual { self_attention: MultiHead, ff: FeedForward },
     /// Block3 (V9) and Block4 (V10, with dropout): `x + sa(LN(x))`, then `x + ff(LN(x))`.
-    PreNorm { self_attention: Box<dyn Module>, ff: Box<dyn Module>, norm_self_attention: Box<dyn Module>, norm_ff: Box<dyn Module> },
+    PreNorm { self_attention: MultiHead, ff: FeedForward, norm_self_attention: LayerNorm, norm_ff: LayerNorm },
 }
 
 impl Block {
-    pub fn block1(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
-        let self_attention = layers.multi_head(&p / "self_attention", cfg, MultiHeadKind::NoProj);
-        let ff = layers.feed_forward(&p / "ff", cfg, FeedForwardKind::FF1);
+    pub fn block1(p: Path, cfg: &Config, compute: Compute) -> Self {
+        let self_attention = MultiHead::new(&p / "self_attention", cfg, MultiHeadKind::NoProj, compute);
+        let ff = FeedForward::new(&p / "ff", cfg, FeedForwardKind::FF1, compute);
         Block::Plain { self_attention, ff }
     }
 
-    pub fn block2(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
-        let self_attention = layers.multi_head(&p / "self_attention", cfg, MultiHeadKind::Proj);
-        let ff = layers.feed_forward(&p / "ff", cfg, FeedForwardKind::FF2);
+    pub fn block2(p: Path, cfg: &Config, compute: Compute) -> Self {
+        let self_attention = MultiHead::new(&p / "self_attention", cfg, MultiHeadKind::Proj, compute);
+        let ff = FeedForward::new(&p / "ff", cfg, FeedForwardKind::FF2, compute);
         Block::Residual { self_attention, ff }
     }
 
-    pub fn block3(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
-        Self::pre_norm(p, cfg, layers, MultiHeadKind::Proj, FeedForwardKind::FF2)
+    pub fn block3(p: Path, cfg: &Config, compute: Compute) -> Self {
+        Self::pre_norm(p, cfg, compute, MultiHeadKind::Proj, FeedForwardKind::FF2)
     }
 
-    pub fn block4(p: Path, cfg: &Config, layers: &dyn Layers) -> Self {
-        Self::pre_norm(p, cfg, layers, MultiHeadKind::Dropout, FeedForwardKind::FF3)
+    pub fn block4(p: Path, cfg: &Config, compute: Compute) -> Self {
+        Self::pre_norm(p, cfg, compute, MultiHeadKind::Dropout, FeedForwardKind::FF3)
     }
 
-    fn pre_norm(p: Path, cfg: &Config, layers: &dyn Layers, mh: MultiHeadKind, ff: FeedForwardKind) -> Self {
-        let self_attention = layers.multi_head(&p / "self_attention", cfg, mh);
-        let ff = layers.feed_forward(&p / "ff", cfg, ff);
-        let norm_self_attention = layers.layer_norm(&p / "norm_self_attention", cfg.n_embed);
-        let norm_ff = layers.layer_norm(&p / "norm_ff", cfg.n_embed);
+    fn pre_norm(p: Path, cfg: &Config, compute: Compute, mh: MultiHeadKind, ff: FeedForwardKind) -> Self {
+        let self_attention = MultiHead::new(&p / "self_attention", cfg, mh, compute);
+        let ff = FeedForward::new(&p / "ff", cfg, ff, compute);
+        let norm_self_attention = LayerNorm::new(&p / "norm_self_attention", cfg.n_embed, compute);
+        let norm_ff = LayerNorm::new(&p / "norm_ff", cfg.n_embed, compute);
         Block::PreNorm { self_attention, ff, norm_self_attention, norm_ff }
     }
 }
 
-impl Module for Block {
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+impl ModuleT for Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {
-            Block::Plain { self_attention, ff } => ff.forward(&self_attention.forward(x, train), train),
+            Block::Plain { self_attention, ff } => ff.forward_t(&self_attention.forward_t(x, train), train),
             Block::Residual { self_attention, ff } => {
-                let x = x + self_attention.forward(x, train);
-                &x + ff.forward(&x, train)
+                let x = x + self_attention.forward_t(x, train);
+                &x + ff.forward_t(&x, train)
             }
             Block::PreNorm { self_attention, ff, norm_self_attention, norm_ff } => {
-                let x = x + self_attention.forward(&norm_self_attention.forward(x, train), train);
-                &x + ff.forward(&norm_ff.forward(&x, train), train)
+                let x = x + self_attention.forward_t(&norm_self_attention.forward(x), train);
+                &x + ff.forward_t(&norm_ff.forward(&x), train)
             }
         }
     }
@@ -353,7 +370,7 @@ mod tests {
     fn layer_norm_matches_hand_computation() {
         let _rng = crate::rng_lock();
         let vs = VarStore::new(Device::Cpu);
-        let ln = LayerNorm::new(vs.root() / "ln", 4);
+        let ln = LayerNorm::new(vs.root() / "ln", 4, Compute::Faithful);
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([1, 4]);
         // mean 3, unbiased var (4 + 1 + 0 + 9) / 3 = 14/3.
         let std = (14.0f64 / 3.0).sqrt();

@@ -14,6 +14,7 @@ pub mod footprint;
 pub mod fused;
 pub mod layers;
 pub mod memory;
+pub mod model_kind;
 pub mod models;
 pub mod optim;
 pub mod panics;

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use chargpt::checkpoint;
 use chargpt::data::{read_text, Dataset, Split};
-use chargpt::models::{parse_model_list, ModelKind};
+use chargpt::model_kind::{parse_model_list, ModelKind};
 use chargpt::panics::PanicError;
 use chargpt::precision::Precision;
 use chargpt::presets::Preset;
@@ -233,7 +233,7 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     args.sizes.apply(&mut o);
     let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
     let cfg = o.model_config(args.vocab_size);
-    chargpt::models::print_table(&cfg, &models)
+    chargpt::footprint::print_table(&cfg, &models)
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {

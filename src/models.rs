@@ -1,13 +1,14 @@
 //! The ten models of the blog, V1 (a bigram table) to V10 (a small GPT). Each is built
 //! from the shared layers in PyTorch's build order, and its doc comment says exactly what
-//! it adds over its predecessor (the same words as `chargpt models` and the README table,
-//! which a test checks); each `forward` reads like the docs/MODELS.md table row.
+//! it adds over its predecessor (the words of `ModelKind::adds`, which a test checks);
+//! each `forward_t` reads like the docs/MODELS.md table row. [`Model`] holds any of them
+//! with its parameters.
 
-use crate::layers::{Block, Config, Embedding, Faithful, FeedForwardKind, Layers, Linear, Module, MultiHeadKind};
+use crate::layers::{Block, Compute, Config, Embedding, FeedForward, FeedForwardKind, Head, LayerNorm, Linear, MultiHead, MultiHeadKind};
+use crate::model_kind::ModelKind;
 use anyhow::{bail, Result};
 use std::fmt;
-use std::str::FromStr;
-use tch::nn::{Path, VarStore};
+use tch::nn::{Module, ModuleT, Path, VarStore};
 use tch::{Device, Kind, Tensor};
 
 /// How the layers are computed; the model and its parameters are the same either way.
@@ -23,10 +24,11 @@ pub enum Implementation {
 }
 
 impl Implementation {
-    fn layers(self) -> &'static dyn Layers {
+    /// How the layers of a model built for it compute.
+    pub fn compute(self) -> Compute {
         match self {
-            Implementation::Faithful => &Faithful,
-            Implementation::Fast => &crate::fast::Fast,
+            Implementation::Faithful => Compute::Faithful,
+            Implementation::Fast => Compute::Fast(crate::fast::Kernels::Fused),
         }
     }
 }
@@ -41,6 +43,7 @@ impl fmt::Display for Implementation {
 }
 
 /// Token embedding plus learned position embedding: the input of V3..V10.
+#[derive(Debug)]
 struct TokenAndPosition {
     embedding: Embedding,
     positional_embedding: Embedding,
@@ -52,7 +55,9 @@ impl TokenAndPosition {
         let positional_embedding = Embedding::new(p / "positional_embedding", cfg.block_size, cfg.n_embed);
         TokenAndPosition { embedding, positional_embedding }
     }
+}
 
+impl Module for TokenAndPosition {
     fn forward(&self, idx: &Tensor) -> Tensor {
         let t = idx.size()[1];
         let pos = Tensor::arange(t, (Kind::Int64, idx.device()));
@@ -61,6 +66,7 @@ impl TokenAndPosition {
 }
 
 /// V1. Adds: a V x V embedding table that is the logits (a bigram model).
+#[derive(Debug)]
 pub struct V1 {
     embedding: Embedding,
 }
@@ -72,12 +78,13 @@ impl V1 {
 }
 
 impl Module for V1 {
-    fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
+    fn forward(&self, idx: &Tensor) -> Tensor {
         self.embedding.forward(idx)
     }
 }
 
 /// V2. Adds: a narrower embedding (C wide) and a linear layer from it to the logits.
+#[derive(Debug)]
 pub struct V2 {
     embedding: Embedding,
     fc: Linear,
@@ -92,12 +99,13 @@ impl V2 {
 }
 
 impl Module for V2 {
-    fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
+    fn forward(&self, idx: &Tensor) -> Tensor {
         self.fc.forward(&self.embedding.forward(idx))
     }
 }
 
 /// V3. Adds: learned position embeddings, added to the token embeddings.
+#[derive(Debug)]
 pub struct V3 {
     input: TokenAndPosition,
     fc: Linear,
@@ -112,100 +120,104 @@ impl V3 {
 }
 
 impl Module for V3 {
-    fn forward(&self, idx: &Tensor, _train: bool) -> Tensor {
+    fn forward(&self, idx: &Tensor) -> Tensor {
         self.fc.forward(&self.input.forward(idx))
     }
 }
 
 /// V4. Adds: one causal self-attention head as wide as the embedding (C).
+#[derive(Debug)]
 pub struct V4 {
     input: TokenAndPosition,
     fc: Linear,
-    self_attention: Box<dyn Module>,
+    self_attention: Head,
 }
 
 impl V4 {
-    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = layers.head(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size);
+        let self_attention = Head::new(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size, None, compute);
         V4 { input, fc, self_attention }
     }
 }
 
-impl Module for V4 {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
-        self.fc.forward(&self.self_attention.forward(&self.input.forward(idx), train))
+impl ModuleT for V4 {
+    fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.fc.forward(&self.self_attention.forward_t(&self.input.forward(idx), train))
     }
 }
 
 /// V5. Adds: H heads of width C/H instead of one wide head, and a projection after them.
+#[derive(Debug)]
 pub struct V5 {
     input: TokenAndPosition,
     fc: Linear,
-    self_attention: Box<dyn Module>,
+    self_attention: MultiHead,
 }
 
 impl V5 {
-    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = layers.multi_head(p / "self_attention", cfg, MultiHeadKind::Proj);
+        let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj, compute);
         V5 { input, fc, self_attention }
     }
 }
 
-impl Module for V5 {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
-        self.fc.forward(&self.self_attention.forward(&self.input.forward(idx), train))
+impl ModuleT for V5 {
+    fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
+        self.fc.forward(&self.self_attention.forward_t(&self.input.forward(idx), train))
     }
 }
 
 /// V6. Adds: a feed-forward layer (Linear + ReLU, C wide) after the attention.
+#[derive(Debug)]
 pub struct V6 {
     input: TokenAndPosition,
     fc: Linear,
-    self_attention: Box<dyn Module>,
-    ff: Box<dyn Module>,
+    self_attention: MultiHead,
+    ff: FeedForward,
 }
 
 impl V6 {
-    pub fn new(p: &Path, cfg: &Config, layers: &dyn Layers) -> Self {
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
         let input = TokenAndPosition::new(p, cfg);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-        let self_attention = layers.multi_head(p / "self_attention", cfg, MultiHeadKind::Proj);
-        let ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+        let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj, compute);
+        let ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
         V6 { input, fc, self_attention, ff }
     }
 }
 
-impl Module for V6 {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
-        let x = self.self_attention.forward(&self.input.forward(idx), train);
-        self.fc.forward(&self.ff.forward(&x, train))
+impl ModuleT for V6 {
+    fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
+        let x = self.self_attention.forward_t(&self.input.forward(idx), train);
+        self.fc.forward(&self.ff.forward_t(&x, train))
     }
 }
 
 /// V7..V10 share this shape: `fc(final_norm(blocks(tok + pos)))`, plus the blog's unused
 /// top-level `ff` (it has parameters, so it is built, counted and handed to the optimiser,
 /// which skips it: it never gets a gradient).
+#[derive(Debug)]
 pub struct BlockStack {
     input: TokenAndPosition,
     fc: Linear,
     blocks: Vec<Block>,
     /// V9's `blocks.3` LayerNorm or V10's `norm_blocks`.
-    final_norm: Option<Box<dyn Module>>,
-    _unused_ff: Box<dyn Module>,
+    final_norm: Option<LayerNorm>,
+    _unused_ff: FeedForward,
 }
 
-impl Module for BlockStack {
-    fn forward(&self, idx: &Tensor, train: bool) -> Tensor {
+impl ModuleT for BlockStack {
+    fn forward_t(&self, idx: &Tensor, train: bool) -> Tensor {
         let mut x = self.input.forward(idx);
         for block in &self.blocks {
-            x = block.forward(&x, train);
+            x = block.forward_t(&x, train);
         }
         if let Some(norm) = &self.final_norm {
-            x = norm.forward(&x, train);
+            x = norm.forward(&x);
         }
         self.fc.forward(&x)
     }
@@ -213,200 +225,44 @@ impl Module for BlockStack {
 
 /// V7. Adds: three plain blocks (Block1: attention without the projection, then a
 /// feed-forward; no residuals, no LayerNorm) in place of V6's attention and feed-forward.
-pub fn v7(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+pub fn v7(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
     let input = TokenAndPosition::new(p, cfg);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-    let blocks = (0..3).map(|b| Block::block1(p / "blocks" / b, cfg, layers)).collect();
-    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    let blocks = (0..3).map(|b| Block::block1(p / "blocks" / b, cfg, compute)).collect();
+    let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
     BlockStack { input, fc, blocks, final_norm: None, _unused_ff }
 }
 
 /// V8. Adds: residual connections, the projection back, and a 4x wide feed-forward
 /// (Block2).
-pub fn v8(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+pub fn v8(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
     let input = TokenAndPosition::new(p, cfg);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-    let blocks = (0..3).map(|b| Block::block2(p / "blocks" / b, cfg, layers)).collect();
-    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    let blocks = (0..3).map(|b| Block::block2(p / "blocks" / b, cfg, compute)).collect();
+    let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
     BlockStack { input, fc, blocks, final_norm: None, _unused_ff }
 }
 
 /// V9. Adds: a LayerNorm before the attention and before the feed-forward in each block
 /// (Block3), and a final LayerNorm (kept inside `blocks`, as `blocks.3`).
-pub fn v9(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+pub fn v9(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
     let input = TokenAndPosition::new(p, cfg);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-    let blocks = (0..3).map(|b| Block::block3(p / "blocks" / b, cfg, layers)).collect();
-    let final_norm = Some(layers.layer_norm(p / "blocks" / 3, cfg.n_embed));
-    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    let blocks = (0..3).map(|b| Block::block3(p / "blocks" / b, cfg, compute)).collect();
+    let final_norm = Some(LayerNorm::new(p / "blocks" / 3, cfg.n_embed, compute));
+    let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
     BlockStack { input, fc, blocks, final_norm, _unused_ff }
 }
 
 /// V10. Adds: L blocks instead of 3, and dropout on attention weights, projection and
 /// feed-forward (Block4); the final LayerNorm becomes `norm_blocks`: the small GPT.
-pub fn v10(p: &Path, cfg: &Config, layers: &dyn Layers) -> BlockStack {
+pub fn v10(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
     let input = TokenAndPosition::new(p, cfg);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
-    let blocks = (0..cfg.block_layers).map(|b| Block::block4(p / "blocks" / b, cfg, layers)).collect();
-    let final_norm = Some(layers.layer_norm(p / "norm_blocks", cfg.n_embed));
-    let _unused_ff = layers.feed_forward(p / "ff", cfg, FeedForwardKind::FF1);
+    let blocks = (0..cfg.block_layers).map(|b| Block::block4(p / "blocks" / b, cfg, compute)).collect();
+    let final_norm = Some(LayerNorm::new(p / "norm_blocks", cfg.n_embed, compute));
+    let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
     BlockStack { input, fc, blocks, final_norm, _unused_ff }
-}
-
-/// The name of one of the ten models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ModelKind {
-    V1,
-    V2,
-    V3,
-    V4,
-    V5,
-    V6,
-    V7,
-    V8,
-    V9,
-    V10,
-}
-
-impl ModelKind {
-    pub const ALL: [ModelKind; 10] = [
-        ModelKind::V1,
-        ModelKind::V2,
-        ModelKind::V3,
-        ModelKind::V4,
-        ModelKind::V5,
-        ModelKind::V6,
-        ModelKind::V7,
-        ModelKind::V8,
-        ModelKind::V9,
-        ModelKind::V10,
-    ];
-
-    pub fn number(self) -> usize {
-        self as usize + 1
-    }
-
-    /// What the model adds over its predecessor: the "Adds:" sentence of its doc comment
-    /// above (a test holds the two, and the README table, to the same words).
-    pub fn adds(self) -> &'static str {
-        match self {
-            ModelKind::V1 => "a V x V embedding table that is the logits (a bigram model)",
-            ModelKind::V2 => "a narrower embedding (C wide) and a linear layer from it to the logits",
-            ModelKind::V3 => "learned position embeddings, added to the token embeddings",
-            ModelKind::V4 => "one causal self-attention head as wide as the embedding (C)",
-            ModelKind::V5 => "H heads of width C/H instead of one wide head, and a projection after them",
-            ModelKind::V6 => "a feed-forward layer (Linear + ReLU, C wide) after the attention",
-            ModelKind::V7 => {
-                "three plain blocks (Block1: attention without the projection, then a feed-forward; no residuals, no LayerNorm) in place of V6's attention and feed-forward"
-            }
-            ModelKind::V8 => "residual connections, the projection back, and a 4x wide feed-forward (Block2)",
-            ModelKind::V9 => {
-                "a LayerNorm before the attention and before the feed-forward in each block (Block3), and a final LayerNorm (kept inside `blocks`, as `blocks.3`)"
-            }
-            ModelKind::V10 => {
-                "L blocks instead of 3, and dropout on attention weights, projection and feed-forward (Block4); the final LayerNorm becomes `norm_blocks`: the small GPT"
-            }
-        }
-    }
-
-    /// True when the model has no position embedding and so sees its whole context.
-    pub fn is_position_free(self) -> bool {
-        matches!(self, ModelKind::V1 | ModelKind::V2)
-    }
-
-    /// True when the model uses multi-head attention (and so needs `C % H == 0`).
-    pub fn has_multi_head(self) -> bool {
-        self >= ModelKind::V5
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "v{}", self.number())
-    }
-}
-
-impl FromStr for ModelKind {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let lower = s.trim().to_ascii_lowercase();
-        ModelKind::ALL
-            .into_iter()
-            .find(|m| m.to_string() == lower)
-            .ok_or_else(|| anyhow::anyhow!("unknown model {s:?}: choose from v1, v2, ..., v10"))
-    }
-}
-
-/// As its name, `"v1"` .. `"v10"` (run.json's `models`).
-impl serde::Serialize for ModelKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ModelKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Parses `v1,v4,v10` (or `all`) into model kinds, in the order given, without repeats.
-pub fn parse_model_list(list: &str) -> Result<Vec<ModelKind>> {
-    if list.trim().eq_ignore_ascii_case("all") {
-        return Ok(ModelKind::ALL.to_vec());
-    }
-    let mut out = Vec::new();
-    for name in list.split(',').filter(|s| !s.trim().is_empty()) {
-        let kind: ModelKind = name.parse()?;
-        if !out.contains(&kind) {
-            out.push(kind);
-        }
-    }
-    if out.is_empty() {
-        bail!("no model named in --models: give e.g. v1,v4,v10 or all");
-    }
-    Ok(out)
-}
-
-/// Checks the hyperparameters a model needs before anything is built. The one place
-/// sizes are validated; the messages name the flags that set them.
-pub fn validate(kind: ModelKind, cfg: &Config) -> Result<()> {
-    for (name, value) in [
-        ("--vocab-size", cfg.vocab_size),
-        ("--n-embed", cfg.n_embed),
-        ("--num-heads", cfg.num_heads),
-        ("--block-size", cfg.block_size),
-        ("--block-layers", cfg.block_layers),
-    ] {
-        if value <= 0 {
-            bail!("{name} must be a positive integer, got {value}");
-        }
-    }
-    if !(0.0..1.0).contains(&cfg.dropout) {
-        bail!("--dropout must be in [0, 1), got {}", cfg.dropout);
-    }
-    if kind.has_multi_head() && cfg.n_embed % cfg.num_heads != 0 {
-        bail!(
-            "--n-embed ({}) is not divisible by --num-heads ({}); choose sizes with n_embed % num_heads == 0",
-            cfg.n_embed,
-            cfg.num_heads
-        );
-    }
-    Ok(())
-}
-
-/// `chargpt models`: the sizes, then each model's parameter count and what it adds.
-pub fn print_table(cfg: &Config, models: &[ModelKind]) -> Result<()> {
-    println!("V={} C={} H={} Tmax={} L={}", cfg.vocab_size, cfg.n_embed, cfg.num_heads, cfg.block_size, cfg.block_layers);
-    println!("{:<5} {:>12}  adds", "model", "parameters");
-    for &kind in models {
-        validate(kind, cfg)?;
-        // Counted, not built: a table of huge sizes costs nothing.
-        println!("{:<5} {:>12}  {}", kind.to_string(), crate::footprint::parameters(kind, cfg) as i64, kind.adds());
-    }
-    Ok(())
 }
 
 /// A model with its parameters: the variable store holds every state-dict entry by name.
@@ -415,7 +271,7 @@ pub struct Model {
     pub cfg: Config,
     pub implementation: Implementation,
     pub vs: VarStore,
-    net: Box<dyn Module>,
+    net: Box<dyn ModuleT>,
 }
 
 impl Model {
@@ -427,23 +283,29 @@ impl Model {
 
     /// As [`Model::new`], computed by `implementation` (same parameters either way).
     pub fn with_implementation(kind: ModelKind, cfg: &Config, implementation: Implementation, device: Device) -> Result<Self> {
-        validate(kind, cfg)?;
+        Self::with_compute(kind, cfg, implementation.compute(), device)
+    }
+
+    /// As [`Model::new`], its layers computing as `compute` says (tests choose the fast
+    /// path's kernels this way).
+    pub fn with_compute(kind: ModelKind, cfg: &Config, compute: Compute, device: Device) -> Result<Self> {
+        crate::model_kind::validate(kind, cfg)?;
         let mut vs = VarStore::new(Device::Cpu);
         let p = vs.root();
-        let layers = implementation.layers();
-        let net: Box<dyn Module> = match kind {
+        let net: Box<dyn ModuleT> = match kind {
             ModelKind::V1 => Box::new(V1::new(&p, cfg)),
             ModelKind::V2 => Box::new(V2::new(&p, cfg)),
             ModelKind::V3 => Box::new(V3::new(&p, cfg)),
-            ModelKind::V4 => Box::new(V4::new(&p, cfg, layers)),
-            ModelKind::V5 => Box::new(V5::new(&p, cfg, layers)),
-            ModelKind::V6 => Box::new(V6::new(&p, cfg, layers)),
-            ModelKind::V7 => Box::new(v7(&p, cfg, layers)),
-            ModelKind::V8 => Box::new(v8(&p, cfg, layers)),
-            ModelKind::V9 => Box::new(v9(&p, cfg, layers)),
-            ModelKind::V10 => Box::new(v10(&p, cfg, layers)),
+            ModelKind::V4 => Box::new(V4::new(&p, cfg, compute)),
+            ModelKind::V5 => Box::new(V5::new(&p, cfg, compute)),
+            ModelKind::V6 => Box::new(V6::new(&p, cfg, compute)),
+            ModelKind::V7 => Box::new(v7(&p, cfg, compute)),
+            ModelKind::V8 => Box::new(v8(&p, cfg, compute)),
+            ModelKind::V9 => Box::new(v9(&p, cfg, compute)),
+            ModelKind::V10 => Box::new(v10(&p, cfg, compute)),
         };
         vs.set_device(device);
+        let implementation = if compute == Compute::Faithful { Implementation::Faithful } else { Implementation::Fast };
         Ok(Model { kind, cfg: cfg.clone(), implementation, vs, net })
     }
 
@@ -463,7 +325,7 @@ impl Model {
             self.kind,
             self.cfg.block_size
         );
-        self.net.forward(idx, train)
+        self.net.forward_t(idx, train)
     }
 
     /// Mean cross-entropy of the logits against `targets`, as the blog computes it.
@@ -617,17 +479,12 @@ mod tests {
             let n = kind.number();
             let item = if n <= 6 { format!("pub struct V{n} {{") } else { format!("pub fn v{n}(") };
             let at = src.find(&item).unwrap_or_else(|| panic!("{item} not found"));
-            let mut doc: Vec<&str> = src[..at].lines().rev().take_while(|l| l.starts_with("///")).collect();
+            let above = src[..at].lines().rev().skip_while(|l| l.starts_with("#["));
+            let mut doc: Vec<&str> = above.take_while(|l| l.starts_with("///")).collect();
             doc.reverse();
             let doc = doc.iter().map(|l| l.trim_start_matches("///").trim()).collect::<Vec<_>>().join(" ");
             assert_eq!(doc, format!("V{n}. Adds: {}.", kind.adds()), "{kind}");
         }
-    }
-
-    #[test]
-    fn model_names_parse() {
-        assert_eq!(parse_model_list("v1,V4, v10").unwrap(), [ModelKind::V1, ModelKind::V4, ModelKind::V10]);
-        assert!(parse_model_list("v11").unwrap_err().to_string().contains("unknown model"));
     }
 
     /// nanoGPT's assert: V3..V10 refuse a sequence longer than their block size.

@@ -4,7 +4,8 @@
 use crate::checkpoint::read_safetensors;
 use crate::data::Dataset;
 use crate::layers::Config;
-use crate::models::{Implementation, Model, ModelKind};
+use crate::model_kind::ModelKind;
+use crate::models::{Implementation, Model};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::train::{self, TrainJob, TrainOptions};
 use anyhow::{bail, Context, Result};

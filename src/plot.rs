@@ -3,7 +3,7 @@
 //! A multi-seed run gets the spread instead: per model the mean val curve, a min–max band
 //! and faint per-seed lines, and bars of the mean final val loss with min–max whiskers.
 
-use crate::models::ModelKind;
+use crate::model_kind::ModelKind;
 use crate::resume::EvalRow;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};

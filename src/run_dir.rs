@@ -1,7 +1,7 @@
 //! The layout of a run folder, in one place: every file `chargpt train` writes there.
 
 use crate::checkpoint;
-use crate::models::ModelKind;
+use crate::model_kind::ModelKind;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;

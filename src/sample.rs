@@ -142,7 +142,7 @@ pub fn stream(
 mod tests {
     use super::*;
     use crate::layers::Config;
-    use crate::models::ModelKind;
+    use crate::model_kind::ModelKind;
 
     /// Generation on the CPU computes with one thread, and gives the others back after.
     #[test]

@@ -5,7 +5,7 @@
 //! count, and training amplifies them (README, "Reading the table").
 
 use crate::data::Dataset;
-use crate::models::ModelKind;
+use crate::model_kind::ModelKind;
 use crate::run_dir::RunDir;
 use crate::train::{self, Stopped, Summary, TrainOptions};
 use anyhow::{bail, Context, Result};

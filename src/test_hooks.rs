@@ -51,7 +51,8 @@ pub fn out_of_memory() {
     #[cfg(feature = "test-hooks")]
     if std::env::var_os("CHARGPT_TEST_OUT_OF_MEMORY").is_some() {
         crate::ffi::raise(crate::ffi::LibtorchError(
-            "[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes (test hook)".into(),
+            "[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes (test hook)"
+                .into(),
         ));
     }
 }

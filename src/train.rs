@@ -9,7 +9,8 @@ use crate::checkpoint::{self, ModelInfo};
 use crate::data::{Dataset, Split};
 use crate::device::{DeviceChoice, DeviceKind};
 use crate::layers::Config;
-use crate::models::{Implementation, Model, ModelKind};
+use crate::model_kind::ModelKind;
+use crate::models::{Implementation, Model};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::precision::Precision;
 use crate::presets::Preset;
@@ -135,7 +136,7 @@ impl TrainOptions {
     }
 
     /// Refuses values the trainer cannot use, before anything is written: the trainer's
-    /// own here, the model sizes by `models::validate` (one wording for both).
+    /// own here, the model sizes by `model_kind::validate` (one wording for both).
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [
             ("--batch-size", self.batch_size),
@@ -163,7 +164,7 @@ impl TrainOptions {
             bail!("no model to train: give e.g. --models v1,v4,v10 or all");
         }
         for &kind in &self.models {
-            crate::models::validate(kind, &self.model_config(1))?;
+            crate::model_kind::validate(kind, &self.model_config(1))?;
         }
         Ok(())
     }
@@ -793,7 +794,10 @@ fn continuing_as_trained(run: &RunDir, kind: ModelKind, opts: &TrainOptions) -> 
     }
     let (now, was) = (opts.precision, then.precision);
     if opts.precision_given {
-        crate::say!("{kind}: continuing in {now} (--precision); its first {done} steps were computed in {was}, as its history in {} says", run.info(kind).display());
+        crate::say!(
+            "{kind}: continuing in {now} (--precision); its first {done} steps were computed in {was}, as its history in {} says",
+            run.info(kind).display()
+        );
         return opts.clone();
     }
     crate::say!("{kind}: continuing in {was}, as its first {done} steps were trained (run.json's {now} is for models that have not started; --precision {now} would switch it)");

@@ -298,7 +298,10 @@ fn each_model_continues_in_the_precision_it_was_trained_with() {
     let history = |model: &str| -> Vec<(i64, i64, String)> {
         let info: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join(format!("{model}.json"))).unwrap()).unwrap();
         let stretches = info["history"].as_array().unwrap_or_else(|| panic!("{model}.json has a history: {info}")).clone();
-        stretches.iter().map(|s| (s["from_step"].as_i64().unwrap(), s["to_step"].as_i64().unwrap(), s["precision"].as_str().unwrap().into())).collect()
+        stretches
+            .iter()
+            .map(|s| (s["from_step"].as_i64().unwrap(), s["to_step"].as_i64().unwrap(), s["precision"].as_str().unwrap().into()))
+            .collect()
     };
     assert_eq!(history("v1"), [(0, 41, "fp32".into()), (41, 61, "bf16".into())]);
     assert_eq!(history("v4"), [(0, 61, "fp32".into())]);
@@ -314,7 +317,8 @@ fn a_seed_resumed_on_its_own_leaves_the_top_summary_true() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     ok(&strs(&tiny_train(&out, "v1", &["--seeds", "2"])));
-    let seeds_column = || std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().nth(1).unwrap().split(',').nth(2).unwrap().to_string();
+    let seeds_column =
+        || std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().nth(1).unwrap().split(',').nth(2).unwrap().to_string();
     assert_eq!(seeds_column(), "2");
     let sub = out.join("seed-1338");
     let r = ok(&["train", "--resume", sub.to_str().unwrap(), "--steps", "61", "--no-plot"]);

@@ -81,7 +81,7 @@ fn models_lists_the_table_of_models_md() {
     assert!(listed.contains("C=128"), "models follows train's default preset (cpu here): {listed}");
     let two = ok(&["models", "v1", "v10", "--preset", "blog"]).stdout;
     assert!(two.contains("10951380") && two.lines().count() == 4, "{two}");
-    for kind in chargpt::models::ModelKind::ALL {
+    for kind in chargpt::model_kind::ModelKind::ALL {
         let n = kind.number();
         assert!(readme.contains(&format!("| V{n} | {} |", kind.adds())), "README's row of V{n} differs from `adds`");
         assert!(listed.contains(kind.adds()), "{listed}");

@@ -7,23 +7,25 @@
 mod common;
 
 use chargpt::data::Dataset;
-use chargpt::fast::Fast;
-use chargpt::layers::{Config, Faithful, FeedForwardKind, Layers, MultiHeadKind};
-use chargpt::models::{Implementation, Model, ModelKind};
+use chargpt::fast::Kernels;
+use chargpt::layers::{Compute, Config, FeedForward, FeedForwardKind, MultiHead, MultiHeadKind};
+use chargpt::model_kind::ModelKind;
+use chargpt::models::{Implementation, Model};
 use chargpt::parity::{compare, Tolerance};
 use chargpt::train::{train_model, TrainJob, TrainOptions};
-use tch::nn::VarStore;
+use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
 fn config() -> Config {
     Config { vocab_size: 30, n_embed: 32, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 }
 }
 
-fn layers(fast: bool) -> &'static dyn Layers {
-    if fast {
-        &Fast
-    } else {
-        &Faithful
+/// The faithful layers, or the fast path's with its one-pass or its portable kernels.
+fn compute(fast: bool, portable: bool) -> Compute {
+    match (fast, portable) {
+        (false, _) => Compute::Faithful,
+        (true, false) => Compute::Fast(Kernels::Fused),
+        (true, true) => Compute::Fast(Kernels::Portable),
     }
 }
 
@@ -34,12 +36,11 @@ const TOL: Tolerance = Tolerance { rel: 1e-4, abs_floor: 1e-9, run_loss: 0.0, ad
 
 fn agree_on_every_model(portable: bool) {
     let _turn = chargpt::rng::lock();
-    chargpt::fast::set_portable_kernels(portable);
     for kind in ModelKind::ALL {
         tch::manual_seed(11);
         let faithful = Model::new(kind, &config(), Device::Cpu).unwrap();
         tch::manual_seed(11);
-        let fast = Model::with_implementation(kind, &config(), Implementation::Fast, Device::Cpu).unwrap();
+        let fast = Model::with_compute(kind, &config(), compute(true, portable), Device::Cpu).unwrap();
         let keys = |m: &Model| m.state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(keys(&faithful), keys(&fast), "{kind}: same checkpoint keys");
         let idx = Tensor::randint(30, [3, 16], (Kind::Int64, Device::Cpu));
@@ -62,7 +63,6 @@ fn agree_on_every_model(portable: bool) {
             }
         }
     }
-    chargpt::fast::set_portable_kernels(false);
 }
 
 #[test]
@@ -87,10 +87,9 @@ fn dropout_config() -> Config {
 /// mean stays 1.
 fn attention_dropout_sites(fast: bool, portable: bool) {
     let _turn = chargpt::rng::lock();
-    chargpt::fast::set_portable_kernels(portable);
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
-    let mh = layers(fast).multi_head(vs.root() / "sa", &dropout_config(), MultiHeadKind::Dropout);
+    let mh = MultiHead::new(vs.root() / "sa", &dropout_config(), MultiHeadKind::Dropout, compute(fast, portable));
     tch::no_grad(|| {
         for (name, mut t) in vs.variables() {
             if name.ends_with("query.weight") || name.ends_with("key.weight") || name.ends_with("proj.bias") {
@@ -106,10 +105,10 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
     let x = Tensor::zeros([64, 64, 8], (Kind::Float, Device::Cpu));
     let _ = x.narrow(2, 0, 1).fill_(1.0);
     let what = format!("fast={fast} portable={portable}");
-    let eval = mh.forward(&x, false);
+    let eval = mh.forward_t(&x, false);
     assert!((eval - 1.0).abs().max().double_value(&[]) < 1e-5, "{what}: no dropout in eval");
     // Rows with at least 17 positions in their window, so a row is rarely dropped whole.
-    let y = mh.forward(&x, true).narrow(1, 16, 48);
+    let y = mh.forward_t(&x, true).narrow(1, 16, 48);
     let zero_share = y.eq(0.0).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
     assert!((zero_share - 0.3).abs() < 0.02, "{what}: the projection's dropout zeroes {zero_share}, not p = 0.3");
     let mean = y.mean(Kind::Float).double_value(&[]);
@@ -117,7 +116,6 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
     let kept = y.masked_select(&y.ne(0.0));
     let spread = kept.std(true).double_value(&[]);
     assert!(spread > 0.05, "{what}: kept outputs all equal (std {spread}): no dropout on the attention weights");
-    chargpt::fast::set_portable_kernels(false);
 }
 
 #[test]
@@ -141,20 +139,18 @@ fn attention_dropout_sites_fast_portable() {
 fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
     let _turn = chargpt::rng::lock();
     for (fast, portable) in [(false, false), (true, false), (true, true)] {
-        chargpt::fast::set_portable_kernels(portable);
         tch::manual_seed(6);
         let vs = VarStore::new(Device::Cpu);
-        let ff = layers(fast).feed_forward(vs.root() / "ff", &dropout_config(), FeedForwardKind::FF3);
+        let ff = FeedForward::new(vs.root() / "ff", &dropout_config(), FeedForwardKind::FF3, compute(fast, portable));
         let x = Tensor::randn([32, 64, 8], (Kind::Float, Device::Cpu));
-        let (eval, train) = (ff.forward(&x, false), ff.forward(&x, true));
-        assert!(eval.equal(&ff.forward(&x, false)), "no dropout in eval");
+        let (eval, train) = (ff.forward_t(&x, false), ff.forward_t(&x, true));
+        assert!(eval.equal(&ff.forward_t(&x, false)), "no dropout in eval");
         let dropped = train.eq(0.0).logical_and(&eval.ne(0.0)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
         assert!((dropped - 0.3).abs() < 0.02, "fast={fast} portable={portable}: dropped {dropped}, not p = 0.3");
         let kept = train.ne(0.0);
         let err = (train.masked_select(&kept) - eval.masked_select(&kept) / 0.7).abs().max().double_value(&[]);
         assert!(err < 1e-5, "fast={fast} portable={portable}: kept outputs are not scaled by 1 / (1 - p) ({err})");
     }
-    chargpt::fast::set_portable_kernels(false);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Parity with PyTorch: every model against the tensors `scripts/dump_reference.py`
 //! wrote into reference/ (no Python needed here).
 
+use chargpt::model_kind::ModelKind;
 use chargpt::models::Implementation;
-use chargpt::models::{Model, ModelKind};
+use chargpt::models::Model;
 use chargpt::parity::{check_model, compare_all, Mismatch, Reference};
 use std::path::Path;
 use std::sync::MutexGuard;

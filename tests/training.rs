@@ -3,7 +3,8 @@
 mod common;
 use chargpt::checkpoint::{self, ModelInfo};
 use chargpt::data::Dataset;
-use chargpt::models::{Model, ModelKind};
+use chargpt::model_kind::ModelKind;
+use chargpt::models::Model;
 use chargpt::train::{train_model, TrainJob, TrainOptions};
 use tch::{Device, Kind, Tensor};
 
