@@ -3,13 +3,12 @@
 
 use anyhow::{bail, Result};
 use chargpt::arithmetic::{Machine, Threads};
+use chargpt::config::{ResumeFlags, RunConfig};
 use chargpt::device::{DeviceChoice, DeviceKind};
 use chargpt::model_kind::parse_model_list;
 use chargpt::models::Implementation;
 use chargpt::precision::Precision;
 use chargpt::presets::Preset;
-use chargpt::run_dir::RunDir;
-use chargpt::train::TrainOptions;
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -78,7 +77,7 @@ pub(crate) struct SizeArgs {
 }
 
 impl SizeArgs {
-    pub(crate) fn apply(&self, o: &mut TrainOptions) {
+    pub(crate) fn apply(&self, o: &mut RunConfig) {
         o.n_embed = self.n_embed.unwrap_or(o.n_embed);
         o.num_heads = self.num_heads.unwrap_or(o.num_heads);
         o.block_size = self.block_size.unwrap_or(o.block_size);
@@ -191,9 +190,9 @@ impl TrainArgs {
     }
 
     /// The options and device of a new run: the preset, overridden by the flags given.
-    pub(crate) fn to_options(&self) -> Result<(TrainOptions, Device)> {
+    pub(crate) fn to_options(&self) -> Result<(RunConfig, Device)> {
         let device = self.device.unwrap_or(DeviceChoice::Auto).select()?;
-        let mut o = TrainOptions::from_preset(self.preset.unwrap_or(if device.is_cuda() { Preset::Blog } else { Preset::Cpu }));
+        let mut o = RunConfig::from_preset(self.preset.unwrap_or(if device.is_cuda() { Preset::Blog } else { Preset::Cpu }));
         self.sizes.apply(&mut o);
         o.models = parse_model_list(self.models.as_deref().unwrap_or("all"))?;
         o.batch_size = self.batch_size.unwrap_or(o.batch_size);
@@ -216,9 +215,9 @@ impl TrainArgs {
         Ok((o, device))
     }
 
-    /// The options and device of a resumed run: run.json's, with only --steps (a longer
-    /// run), --device and --precision allowed to change them.
-    pub(crate) fn resumed_options(&self, dir: &Path) -> Result<(TrainOptions, Device)> {
+    /// What a resume may change, once no flag that fixes the run's hyperparameters was
+    /// given: a resumed run keeps its own (run.json).
+    pub(crate) fn resume_flags(&self, dir: &Path) -> Result<ResumeFlags> {
         let given = self.hyperparameter_flags();
         if !given.is_empty() {
             bail!(
@@ -227,15 +226,13 @@ impl TrainArgs {
                 dir.join("run.json").display()
             );
         }
-        let (mut opts, device) = TrainOptions::resume(&RunDir::new(dir), self.steps, self.device, self.precision, self.threads)?;
-        // The text where the run recorded it (absolute, so a resume from another folder
-        // finds it), or where --data says it moved to (its sha256 must match: cmd_train).
-        opts.data = match (&self.data, opts.corpus.as_ref().map(|c| &c.absolute)) {
-            (Some(moved), _) => moved.clone(),
-            (None, Some(absolute)) if absolute.exists() || !opts.data.exists() => absolute.clone(),
-            (None, _) => opts.data.clone(),
-        };
-        Ok((opts, device))
+        Ok(ResumeFlags {
+            steps: self.steps,
+            device: self.device,
+            precision: self.precision,
+            threads: self.threads,
+            data: self.data.clone(),
+        })
     }
 }
 
@@ -345,6 +342,10 @@ pub(crate) struct ModelsArgs {
     /// Vocabulary size V (default: that of docs/MODELS.md's table).
     #[arg(long, default_value_t = 84)]
     pub(crate) vocab_size: i64,
+    /// Print the README's table instead: what each model adds and its parameters with
+    /// the blog and the cpu presets' sizes (markdown).
+    #[arg(long, conflicts_with_all = ["preset", "n_embed", "num_heads", "block_size", "block_layers", "dropout"])]
+    pub(crate) markdown: bool,
 }
 
 /// `bench --threads`: 0 is training's default count.

@@ -147,6 +147,39 @@ pub fn print_table(cfg: &Config, models: &[ModelKind]) -> Result<()> {
     Ok(())
 }
 
+/// `chargpt models --markdown`: the README's table, each model's parameters at each of
+/// `sizes` (a column per named configuration), with thousands separators.
+pub fn print_markdown_table(models: &[ModelKind], sizes: &[(&str, Config)]) -> Result<()> {
+    let names: Vec<&str> = sizes.iter().map(|(name, _)| *name).collect();
+    println!("| model | adds over its predecessor | {} |", names.join(" | "));
+    println!("| --- | --- |{}", " ---: |".repeat(sizes.len()));
+    for &kind in models {
+        let mut counts = Vec::new();
+        for (_, cfg) in sizes {
+            crate::model_kind::validate(kind, cfg)?;
+            counts.push(thousands(parameters(kind, cfg) as i64));
+        }
+        println!("| V{} | {} | {} |", kind.number(), kind.adds(), counts.join(" | "));
+    }
+    Ok(())
+}
+
+/// 5626068 as "5,626,068".
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

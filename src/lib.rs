@@ -3,11 +3,14 @@
 //! data (text → tokens → batches), layers, models, optimiser, training, sampling,
 //! checkpoints, and the pieces the CLI needs.
 
+pub mod app;
 pub mod arithmetic;
 pub mod checkpoint;
+pub mod config;
 pub mod cpu_share;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod fast;
 pub mod ffi;
 pub mod footprint;

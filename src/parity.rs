@@ -2,12 +2,13 @@
 //! `scripts/dump_reference.py`). Used by the parity tests and `chargpt parity`.
 
 use crate::checkpoint::read_safetensors;
+use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::layers::Config;
 use crate::model_kind::ModelKind;
 use crate::models::{Implementation, Model};
 use crate::optim::{AdamW, AdamWConfig};
-use crate::train::{self, TrainJob, TrainOptions};
+use crate::train::{self, ModelJob};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -276,7 +277,7 @@ pub fn check_same_seed_run(
     tch::manual_seed(seed);
     let model = Model::new(kind, &m.config, Device::Cpu)?;
     report.init = compare_all(&format!("{kind} initial"), &model.state_dict(), &Reference::group(t, "init"), &m.tolerance)?;
-    let opts = TrainOptions {
+    let opts = RunConfig {
         models: vec![kind],
         batch_size: m.batch_size,
         block_size: m.config.block_size,
@@ -292,9 +293,9 @@ pub fn check_same_seed_run(
         seed,
         preset: None,
         implementation: imp,
-        ..TrainOptions::default()
+        ..RunConfig::default()
     };
-    let job = TrainJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };
+    let job = ModelJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };
     let trained = train::train_model(&job)?;
     let losses = Tensor::from_slice(&trained.losses);
     let run_tol = Tolerance { rel: 0.0, abs_floor: m.tolerance.run_loss, ..m.tolerance };

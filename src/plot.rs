@@ -4,8 +4,7 @@
 //! and faint per-seed lines, and bars of the mean final val loss with min–max whiskers.
 
 use crate::model_kind::ModelKind;
-use crate::resume::EvalRow;
-use crate::run_dir::RunDir;
+use crate::run_dir::{EvalRow, RunDir};
 use anyhow::{bail, Context, Result};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;

@@ -7,25 +7,12 @@ use crate::layers::Config;
 use crate::models::Model;
 use crate::optim::{AdamW, ParamState};
 use crate::rng::{Generator, RngState};
+use crate::run_dir::EvalRow;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Kind, Tensor};
-
-/// One evaluation: the row of the per-model CSV.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EvalRow {
-    pub step: i64,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub elapsed_s: f64,
-    pub tokens_per_s: f64,
-}
-
-impl EvalRow {
-    pub const HEADER: [&'static str; 5] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s"];
-}
 
 /// Progress of one model, as the resume file stores it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,7 +137,7 @@ pub fn check_progress(state: &ResumeState, steps: i64, model: &Model) -> Result<
 /// holds them (`rng`: its `rng/*` tensors by name). A missing device generator is said and
 /// left at the seed when training goes on (`every_one`: false), refused when a draw must
 /// be the very one it was (`--like-training`).
-fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device, every_one: bool) -> Result<()> {
+pub fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::Device, every_one: bool) -> Result<()> {
     for generator in Generator::of_run(device) {
         let name = generator.tensor_name();
         match rng.get(&name) {
@@ -165,40 +152,4 @@ fn restore_generators(path: &Path, rng: &HashMap<String, Tensor>, device: tch::D
         }
     }
     Ok(())
-}
-
-/// For `generate --like-training`: puts the generators where they stood when `train` drew
-/// the sample of the model whose weights are `weights` (RUN/vN.safetensors), from the
-/// resume file kept beside them, and returns the run's number of sampled characters. The
-/// sample must be drawn on the kind of device it was trained on (`device`): a CUDA run's
-/// sample drew from the GPU's generator, a CPU run's from the CPU's.
-pub fn restore_sampling_generator(weights: &Path, device: tch::Device) -> Result<usize> {
-    let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let stem = weights.file_stem().and_then(|s| s.to_str()).context("the checkpoint has no file name")?;
-    let resume = dir.join(format!("{stem}.resume.safetensors"));
-    let run = crate::run_dir::RunDir::new(dir);
-    let (tensors, meta) = checkpoint::read_safetensors(&resume)
-        .with_context(|| format!("--like-training needs {} (the run's state after its last step)", resume.display()))?;
-    let state: ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
-    let opts: crate::train::TrainOptions = serde_json::from_str(
-        &std::fs::read_to_string(run.options()).with_context(|| format!("--like-training needs the run's {}", run.options().display()))?,
-    )?;
-    if state.steps_done < opts.steps {
-        bail!(
-            "{} is from step {} of {}: the model has not finished training, so it has no training sample yet",
-            resume.display(),
-            state.steps_done,
-            opts.steps
-        );
-    }
-    let here = crate::device::DeviceKind::of(device);
-    if here != opts.device {
-        bail!(
-            "--like-training: this model was trained and sampled on {}, so its sample drew from that device's generator; pass --device {0}",
-            opts.device
-        );
-    }
-    let rng: HashMap<String, Tensor> = tensors.into_iter().filter(|(n, _)| n.starts_with("rng/")).collect();
-    restore_generators(&resume, &rng, device, true).context("--like-training needs every generator the sample drew from")?;
-    Ok(opts.generate_chars)
 }

@@ -1,9 +1,10 @@
-//! The layout of a run folder, in one place: every file `chargpt train` writes there.
+//! The layout of a run folder, in one place: every file `chargpt train` writes there,
+//! the schemas of its CSVs and summaries, and reading a finished run back.
 
-use crate::checkpoint;
+use crate::checkpoint::{self, ModelInfo};
 use crate::model_kind::ModelKind;
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// An exclusive hold on a run folder: an OS file lock (`flock`) on [`LOCK_FILE`] in it,
@@ -33,8 +34,8 @@ impl RunDir {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         RunDir { path: path.into() }
     }
-    /// The run's options (`TrainOptions`), for `--resume`.
-    pub fn options(&self) -> PathBuf {
+    /// The run's options (`RunConfig`), for `--resume`.
+    pub fn run_json(&self) -> PathBuf {
         self.path.join(RUN_FILES[0])
     }
     /// One row per model: parameters, final losses, speed.
@@ -59,11 +60,11 @@ impl RunDir {
         self.model_file(kind, MODEL_FILES[2])
     }
     /// The JSON beside the weights: model, configuration, vocabulary, steps, finished.
-    pub fn info(&self, kind: ModelKind) -> PathBuf {
+    pub fn info_json(&self, kind: ModelKind) -> PathBuf {
         checkpoint::info_path(&self.weights(kind))
     }
     /// Everything to continue training: weights, AdamW state, generator, rows so far.
-    pub fn resume(&self, kind: ModelKind) -> PathBuf {
+    pub fn resume_file(&self, kind: ModelKind) -> PathBuf {
         self.model_file(kind, MODEL_FILES[4])
     }
     /// The model's line of `summary.csv`, kept once it finished.
@@ -148,10 +149,10 @@ impl RunDir {
         let lock = self.lock()?;
         // An empty run.json is a claim whose process died before it wrote the run (nobody
         // holds the lock now): nothing was trained, so the folder is free again.
-        if self.options().metadata().is_ok_and(|m| m.len() == 0) && !self.has_checkpoints() {
-            std::fs::remove_file(self.options()).with_context(|| format!("cannot remove {}", self.options().display()))?;
+        if self.run_json().metadata().is_ok_and(|m| m.len() == 0) && !self.has_checkpoints() {
+            std::fs::remove_file(self.run_json()).with_context(|| format!("cannot remove {}", self.run_json().display()))?;
         }
-        if self.options().exists() && !force {
+        if self.run_json().exists() && !force {
             bail!("{} already holds a run; continue it with --resume {0}, or pass --force to replace it", path.display());
         }
         let ours = self.our_files();
@@ -191,12 +192,12 @@ impl RunDir {
 
     /// Creates an empty run.json exclusively: the one run that gets it owns the folder.
     fn claim(&self) -> Result<()> {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(self.options()) {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(self.run_json()) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 bail!("{} was just claimed by another run; pass another --out", self.path.display())
             }
-            Err(e) => Err(e).with_context(|| format!("cannot write {}", self.options().display())),
+            Err(e) => Err(e).with_context(|| format!("cannot write {}", self.run_json().display())),
         }
     }
 
@@ -234,7 +235,7 @@ impl RunDir {
 
     /// Whether any model of the run has written a checkpoint yet.
     pub fn has_checkpoints(&self) -> bool {
-        ModelKind::ALL.iter().any(|&k| self.info(k).exists()) || self.seed_runs().iter().any(|(_, sub)| sub.has_checkpoints())
+        ModelKind::ALL.iter().any(|&k| self.info_json(k).exists()) || self.seed_runs().iter().any(|(_, sub)| sub.has_checkpoints())
     }
 
     /// Removes the files an earlier run wrote here (for `--force`), in seed sub-folders
@@ -311,6 +312,64 @@ fn csv_bytes<R: Serialize>(rows: &[R], header: &[&str]) -> Result<Vec<u8>> {
     Ok(w.into_inner()?)
 }
 
+// The schemas of a run folder's files, and reading a finished run back.
+
+/// One evaluation: the row of the per-model CSV.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvalRow {
+    pub step: i64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub elapsed_s: f64,
+    pub tokens_per_s: f64,
+}
+
+impl EvalRow {
+    pub const HEADER: [&'static str; 5] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s"];
+}
+
+/// One line of `summary.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub model: String,
+    pub parameters: i64,
+    pub final_train_loss: f64,
+    pub final_val_loss: f64,
+    /// The step after which the final losses were evaluated (the blog's schedule: the last
+    /// multiple of eval_every before the end, not always the last step).
+    #[serde(default)]
+    pub final_loss_step: i64,
+    pub mean_s_per_step: f64,
+    pub tokens_per_s: f64,
+}
+
+impl Summary {
+    pub const HEADER: [&'static str; 7] =
+        ["model", "parameters", "final_train_loss", "final_val_loss", "final_loss_step", "mean_s_per_step", "tokens_per_s"];
+}
+
+/// A finished model's summary, if its run folder says it finished all `steps`.
+pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
+    finished(run, kind).filter(|(done, _)| *done >= steps).map(|(_, summary)| summary)
+}
+
+/// A finished model's steps and summary, as its run folder records them.
+pub fn finished(run: &RunDir, kind: ModelKind) -> Option<(i64, Summary)> {
+    // The JSON alone decides, so that a run folder packed without its weights (the GPU
+    // checks bring runs back that way) still skips its finished models.
+    let info: ModelInfo = serde_json::from_str(&std::fs::read_to_string(run.info_json(kind)).ok()?).ok()?;
+    if !info.finished {
+        return None;
+    }
+    let summary = serde_json::from_str(&std::fs::read_to_string(run.model_summary(kind)).ok()?).ok()?;
+    Some((info.steps_done, summary))
+}
+
+/// Whether one of `models` of the run in `run` (one seed) has not finished `steps` steps.
+pub fn steps_left(run: &RunDir, models: &[ModelKind], steps: i64) -> bool {
+    models.iter().any(|&k| finished_summary(run, k, steps).is_none())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,11 +378,13 @@ mod tests {
     fn every_file_has_one_name() {
         let run = RunDir::new("r");
         let names = RunDir::file_names();
-        for path in [run.options(), run.summary(), run.plot_png(), run.plot_svg()] {
+        for path in [run.run_json(), run.summary(), run.plot_png(), run.plot_svg()] {
             assert!(names.contains(&path.file_name().unwrap().to_string_lossy().to_string()));
         }
         let kind = ModelKind::V10;
-        for path in [run.csv(kind), run.sample(kind), run.weights(kind), run.info(kind), run.resume(kind), run.model_summary(kind)] {
+        for path in
+            [run.csv(kind), run.sample(kind), run.weights(kind), run.info_json(kind), run.resume_file(kind), run.model_summary(kind)]
+        {
             assert!(names.contains(&path.file_name().unwrap().to_string_lossy().to_string()), "{}", path.display());
         }
         assert_eq!(names.len(), 4 + 6 * 10);

@@ -1,7 +1,10 @@
 //! Generation (docs/MODELS.md, "Generation"): one `multinomial` draw per character.
 
 use crate::models::Model;
+use anyhow::{bail, Context};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::path::Path;
 use tch::{Kind, Tensor};
 
 /// The token the blog starts generating from when there is no prompt.
@@ -14,7 +17,7 @@ pub const MAX_CHARS: usize = 100_000_000;
 /// Refuses a sample length beyond [`MAX_CHARS`] (`flag` names where it came from).
 pub fn check_chars(flag: &str, chars: usize) -> anyhow::Result<()> {
     if chars > MAX_CHARS {
-        anyhow::bail!("{flag} {chars} is more than the {MAX_CHARS} characters one sample may have; ask for fewer");
+        bail!("{flag} {chars} is more than the {MAX_CHARS} characters one sample may have; ask for fewer");
     }
     Ok(())
 }
@@ -107,7 +110,6 @@ pub fn stream(
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     let Draws { chars: n, samples, sampling, end_with_newline } = draws;
-    use anyhow::Context;
     let context = match prompt {
         Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
         _ => vec![START_TOKEN.min(vocab.len() as i64 - 1)],
@@ -136,6 +138,44 @@ pub fn stream(
         Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// What `--like-training` needs to know of the run a model was trained in (its run.json).
+pub struct TrainedIn {
+    /// The run's steps: the model must have finished them to have a training sample.
+    pub steps: i64,
+    /// The kind of device it was trained, and so sampled, on.
+    pub device: crate::device::DeviceKind,
+}
+
+/// For `generate --like-training`: puts the generators where they stood when `train` drew
+/// the sample of the model whose weights are `weights` (RUN/vN.safetensors), from the
+/// resume file kept beside them. The sample must be drawn on the kind of device it was
+/// trained on (`device`): a CUDA run's sample drew from the GPU's generator, a CPU run's
+/// from the CPU's.
+pub fn restore_sampling_generator(weights: &Path, device: tch::Device, run: &TrainedIn) -> anyhow::Result<()> {
+    let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = weights.file_stem().and_then(|s| s.to_str()).context("the checkpoint has no file name")?;
+    let resume = dir.join(format!("{stem}.resume.safetensors"));
+    let (tensors, meta) = crate::checkpoint::read_safetensors(&resume)
+        .with_context(|| format!("--like-training needs {} (the run's state after its last step)", resume.display()))?;
+    let state: crate::resume::ResumeState = serde_json::from_str(meta.get("chargpt_resume").context("no chargpt_resume metadata")?)?;
+    if state.steps_done < run.steps {
+        bail!(
+            "{} is from step {} of {}: the model has not finished training, so it has no training sample yet",
+            resume.display(),
+            state.steps_done,
+            run.steps
+        );
+    }
+    if crate::device::DeviceKind::of(device) != run.device {
+        bail!(
+            "--like-training: this model was trained and sampled on {}, so its sample drew from that device's generator; pass --device {0}",
+            run.device
+        );
+    }
+    let rng: HashMap<String, Tensor> = tensors.into_iter().filter(|(n, _)| n.starts_with("rng/")).collect();
+    crate::resume::restore_generators(&resume, &rng, device, true).context("--like-training needs every generator the sample drew from")
 }
 
 #[cfg(test)]

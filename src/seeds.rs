@@ -4,10 +4,12 @@
 //! one draw from a distribution: its last bits depend on the CPU, the build and the thread
 //! count, and training amplifies them (README, "Reading the table").
 
+use crate::config::RunConfig;
 use crate::data::Dataset;
 use crate::model_kind::ModelKind;
 use crate::run_dir::RunDir;
-use crate::train::{self, Stopped, Summary, TrainOptions};
+use crate::run_dir::{self, Summary};
+use crate::train::{self, Stopped};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
@@ -46,8 +48,8 @@ pub fn parse(spec: &str, first: i64) -> Result<Vec<i64>> {
 }
 
 /// The single-seed run of `seed` inside a multi-seed run.
-pub fn options_for(opts: &TrainOptions, seed: i64) -> TrainOptions {
-    TrainOptions { seed, seeds: Vec::new(), ..opts.clone() }
+pub fn options_for(opts: &RunConfig, seed: i64) -> RunConfig {
+    RunConfig { seed, seeds: Vec::new(), ..opts.clone() }
 }
 
 /// Trains every model once per seed, seed after seed, each seed into its own sub-folder
@@ -55,7 +57,7 @@ pub fn options_for(opts: &TrainOptions, seed: i64) -> TrainOptions {
 /// rewrites the top `summary.csv` after each seed. Finished seeds and models are skipped
 /// and an unfinished one resumes, so `--resume` of the top folder continues where it
 /// stopped; a stop names the top folder to resume.
-pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<SeedSummary>> {
+pub fn run(run: &RunDir, opts: &RunConfig, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<SeedSummary>> {
     for (i, &seed) in opts.seeds.iter().enumerate() {
         let sub = run.seed_run(seed);
         std::fs::create_dir_all(&sub.path).with_context(|| format!("cannot create {}", sub.path.display()))?;
@@ -64,8 +66,8 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
         let single = options_for(opts, seed);
         // As for a single-seed resume: a seed with nothing to train keeps its record (it
         // may have been resumed on its own to more steps than the others).
-        if train::steps_left(&sub, &single) {
-            crate::checkpoint::write_atomic(&sub.options(), serde_json::to_string_pretty(&single)?.as_bytes())?;
+        if run_dir::steps_left(&sub, &single.models, single.steps) {
+            crate::checkpoint::write_atomic(&sub.run_json(), serde_json::to_string_pretty(&single)?.as_bytes())?;
         }
         crate::say!("=== seed {seed} ({} of {}), in {}", i + 1, opts.seeds.len(), sub.path.display());
         if let Err(mut e) = train::run(&sub, &single, data, device, Arc::clone(&stop)) {
@@ -82,7 +84,7 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
 
 /// Writes the top `summary.csv` from the models finished so far, and names (`say_left_out`)
 /// the seeds left out of it because they trained another number of steps than the run.
-fn write_summary(run: &RunDir, opts: &TrainOptions, say_left_out: bool) -> Result<()> {
+fn write_summary(run: &RunDir, opts: &RunConfig, say_left_out: bool) -> Result<()> {
     for (seed, kind, steps) in other_steps(run, opts).into_iter().filter(|_| say_left_out) {
         crate::say!(
             "{}: seed {seed}'s {kind} has trained {steps} steps, the run {}: it is left out of summary.csv (resume {} with --steps {} to bring every seed there)",
@@ -98,14 +100,14 @@ fn write_summary(run: &RunDir, opts: &TrainOptions, say_left_out: bool) -> Resul
 /// The spread of each model over the seeds that finished its `opts.steps` steps, no more
 /// and no fewer, so that every line compares losses after the same step (models no seed
 /// finished are left out).
-pub fn summarize(run: &RunDir, opts: &TrainOptions) -> Vec<SeedSummary> {
+pub fn summarize(run: &RunDir, opts: &RunConfig) -> Vec<SeedSummary> {
     opts.models
         .iter()
         .filter_map(|&kind| {
             let done: Vec<(i64, Summary)> = opts
                 .seeds
                 .iter()
-                .filter_map(|&s| train::finished(&run.seed_run(s), kind).filter(|(n, _)| *n == opts.steps).map(|(_, m)| (s, m)))
+                .filter_map(|&s| run_dir::finished(&run.seed_run(s), kind).filter(|(n, _)| *n == opts.steps).map(|(_, m)| (s, m)))
                 .collect();
             SeedSummary::of(&done)
         })
@@ -113,11 +115,11 @@ pub fn summarize(run: &RunDir, opts: &TrainOptions) -> Vec<SeedSummary> {
 }
 
 /// (seed, model, steps) of the finished models whose steps are not the run's.
-fn other_steps(run: &RunDir, opts: &TrainOptions) -> Vec<(i64, ModelKind, i64)> {
+fn other_steps(run: &RunDir, opts: &RunConfig) -> Vec<(i64, ModelKind, i64)> {
     let mut other = Vec::new();
     for &seed in &opts.seeds {
         for &kind in &opts.models {
-            match train::finished(&run.seed_run(seed), kind) {
+            match run_dir::finished(&run.seed_run(seed), kind) {
                 Some((steps, _)) if steps != opts.steps => other.push((seed, kind, steps)),
                 _ => {}
             }
@@ -133,8 +135,8 @@ fn other_steps(run: &RunDir, opts: &TrainOptions) -> Vec<(i64, ModelKind, i64)> 
 pub fn update_top_summary(sub: &RunDir) -> Result<()> {
     let Some(seed) = sub.path.file_name().and_then(|n| n.to_str()?.strip_prefix("seed-")?.parse::<i64>().ok()) else { return Ok(()) };
     let Some(top) = sub.path.parent().map(RunDir::new) else { return Ok(()) };
-    let Ok(text) = std::fs::read_to_string(top.options()) else { return Ok(()) };
-    let Ok(opts) = serde_json::from_str::<TrainOptions>(&text) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(top.run_json()) else { return Ok(()) };
+    let Ok(opts) = serde_json::from_str::<RunConfig>(&text) else { return Ok(()) };
     if !opts.seeds.contains(&seed) {
         return Ok(());
     }

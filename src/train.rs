@@ -4,283 +4,26 @@
 //! non-finite loss. [`run`] trains a run's models one after another; [`train_model`]
 //! trains one.
 
-use crate::arithmetic::{Arithmetic, Machine, Stretch, Threads};
+use crate::arithmetic::{Arithmetic, Stretch, Threads};
 use crate::checkpoint::{self, ModelInfo};
+use crate::config::RunConfig;
 use crate::data::{Dataset, Split};
-use crate::device::{DeviceChoice, DeviceKind};
-use crate::layers::Config;
+use crate::eval::{estimate_loss_unless_stopped, evaluates_after};
 use crate::model_kind::ModelKind;
-use crate::models::{Implementation, Model};
+use crate::models::Model;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::precision::Precision;
-use crate::presets::Preset;
 use crate::progress::Progress;
-use crate::resume::{self, EvalRow, ResumeState};
+use crate::resume::{self, ResumeState};
 use crate::rng::{Generator, RngState};
-use crate::run_dir::RunDir;
+use crate::run_dir::{finished_summary, EvalRow, RunDir, Summary};
 use crate::sample;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tch::{Device, Tensor};
-
-/// Everything a training run needs besides the data; saved as `run.json` for `--resume`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct TrainOptions {
-    pub models: Vec<ModelKind>,
-    pub batch_size: i64,
-    pub block_size: i64,
-    pub n_embed: i64,
-    pub num_heads: i64,
-    pub block_layers: i64,
-    pub dropout: f64,
-    pub lr: f64,
-    pub steps: i64,
-    pub eval_every: i64,
-    pub eval_steps: i64,
-    pub generate_chars: usize,
-    /// The seed of a single-seed run; the first of `seeds` in a multi-seed one.
-    pub seed: i64,
-    /// A multi-seed run's seeds (`--seeds`): every model is trained once per seed, each
-    /// seed in its own sub-folder (`crate::seeds`). Empty: a single-seed run.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub seeds: Vec<i64>,
-    pub data: PathBuf,
-    /// The preset the values started from (None: set by hand, as the parity check does).
-    pub preset: Option<Preset>,
-    pub device: DeviceKind,
-    #[serde(default)]
-    pub implementation: Implementation,
-    /// fp32 on the CPU; TF32 (default) or bf16 autocast on CUDA.
-    #[serde(default = "fp32")]
-    pub precision: Precision,
-    /// The training text as it was when the run started (set by `chargpt train`).
-    #[serde(default)]
-    pub corpus: Option<crate::data::Corpus>,
-    /// libtorch's CPU threads for the whole run, every seed and resume (`--threads`;
-    /// None: a run recorded before chargpt kept it).
-    #[serde(default)]
-    pub threads: Option<Threads>,
-    /// The CPU, libtorch and MKL mode the run computes with (None: recorded before
-    /// chargpt kept them).
-    #[serde(default)]
-    pub machine: Option<Machine>,
-    /// This session's `--precision` was given (not saved): on a resume it then overrides
-    /// the precision each started model was trained with, which it keeps otherwise.
-    #[serde(skip)]
-    pub precision_given: bool,
-}
-
-fn fp32() -> Precision {
-    Precision::Fp32
-}
-
-/// The default corpus (`make data`).
-pub const DEFAULT_DATA: &str = "data/shakespeare.txt";
-
-impl TrainOptions {
-    /// A preset's values, all ten models, seed 1337, the default corpus, the CPU.
-    pub fn from_preset(preset: Preset) -> Self {
-        let v = preset.values();
-        TrainOptions {
-            models: ModelKind::ALL.to_vec(),
-            batch_size: v.batch_size,
-            block_size: v.block_size,
-            n_embed: v.n_embed,
-            num_heads: v.num_heads,
-            block_layers: v.block_layers,
-            dropout: v.dropout,
-            lr: v.lr,
-            steps: v.steps,
-            eval_every: v.eval_every,
-            eval_steps: v.eval_steps,
-            generate_chars: v.generate_chars,
-            seed: 1337,
-            seeds: Vec::new(),
-            data: PathBuf::from(DEFAULT_DATA),
-            preset: Some(preset),
-            device: DeviceKind::Cpu,
-            implementation: Implementation::Faithful,
-            precision: Precision::Fp32,
-            corpus: None,
-            threads: None,
-            machine: None,
-            precision_given: false,
-        }
-    }
-
-    /// How a model of this run computes, for its checkpoint's JSON.
-    pub fn arithmetic(&self) -> Option<Arithmetic> {
-        Some(Arithmetic {
-            device: self.device,
-            implementation: self.implementation,
-            precision: self.precision,
-            threads: self.threads?,
-            machine: self.machine.clone()?,
-        })
-    }
-
-    pub fn model_config(&self, vocab_size: i64) -> Config {
-        Config {
-            vocab_size,
-            n_embed: self.n_embed,
-            num_heads: self.num_heads,
-            block_size: self.block_size,
-            block_layers: self.block_layers,
-            dropout: self.dropout,
-        }
-    }
-
-    /// Refuses values the trainer cannot use, before anything is written: the trainer's
-    /// own here, the model sizes by `model_kind::validate` (one wording for both).
-    pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("--batch-size", self.batch_size),
-            ("--steps", self.steps),
-            ("--eval-every", self.eval_every),
-            ("--eval-steps", self.eval_steps),
-        ] {
-            if v <= 0 {
-                bail!("{name} must be a positive integer, got {v}");
-            }
-        }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            bail!("--lr must be a positive number, got {}", self.lr);
-        }
-        // The blog evaluates after step s (from 0) when s % eval_every == 0 and s >= eval_every.
-        if self.steps <= self.eval_every {
-            let (steps, every) = (self.steps, self.eval_every);
-            bail!(
-                "--steps {steps} with --eval-every {every} never evaluates (the first evaluation comes after step {every}, counting from 0); pass --steps {} or more, or a smaller --eval-every",
-                every + 1
-            );
-        }
-        sample::check_chars("--generate-chars", self.generate_chars)?;
-        if self.models.is_empty() {
-            bail!("no model to train: give e.g. --models v1,v4,v10 or all");
-        }
-        for &kind in &self.models {
-            crate::model_kind::validate(kind, &self.model_config(1))?;
-        }
-        Ok(())
-    }
-}
-
-impl TrainOptions {
-    /// Refuses a training text that is not the one the run started on (by its hash).
-    pub fn check_corpus(&self, now: &crate::data::Corpus) -> Result<()> {
-        match &self.corpus {
-            Some(then) if then.sha256 != now.sha256 => bail!(
-                "the training text {} changed since this run started (sha256 {} then, {} now); resume with the original text",
-                now.path.display(),
-                then.sha256,
-                now.sha256
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    /// The options of the run in `run` (its run.json), to continue it: on the recorded
-    /// device unless `device` says otherwise (a CUDA run where there is no GPU is refused,
-    /// naming the flag), with `steps` extending it.
-    pub fn resume(
-        run: &RunDir,
-        steps: Option<i64>,
-        device: Option<DeviceChoice>,
-        precision: Option<Precision>,
-        threads: Option<Threads>,
-    ) -> Result<(TrainOptions, Device)> {
-        let dir = run.path.display();
-        let text = std::fs::read_to_string(run.options()).map_err(|e| {
-            anyhow::anyhow!("cannot resume {dir}: no readable run.json there ({e}); pass a folder written by `chargpt train`")
-        })?;
-        if text.is_empty() && !run.has_checkpoints() {
-            bail!("{dir}/run.json is empty: the run that claimed the folder stopped before training; start it again with --out {dir}");
-        }
-        let mut opts: TrainOptions =
-            serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", run.options().display()))?;
-        opts.validate().map_err(|e| anyhow::anyhow!("{}: {}", run.options().display(), checkpoint::as_fields(&e.to_string())))?;
-        let device = match device {
-            Some(choice) => choice.select()?,
-            None if opts.device == DeviceKind::Cuda && !tch::Cuda::is_available() => bail!(
-                "this run trains on cuda, but libtorch sees no CUDA GPU here; pass --device cpu to continue it on the CPU (its random numbers then differ from an uninterrupted run)"
-            ),
-            None => opts.device.choice().select()?,
-        };
-        if DeviceKind::of(device) != opts.device {
-            crate::say!(
-                "chargpt: continuing a {} run on {} (--device): its random numbers differ from an uninterrupted run",
-                opts.device,
-                DeviceKind::of(device)
-            );
-            opts.device = DeviceKind::of(device);
-            if !device.is_cuda() {
-                opts.precision = Precision::Fp32;
-            }
-        }
-        opts.precision = precision.unwrap_or(opts.precision);
-        opts.precision_given = precision.is_some();
-        opts.threads = Some(match (threads, opts.threads) {
-            (Some(given), Some(recorded)) if given != recorded => {
-                crate::say!("chargpt: continuing with --threads {given} instead of the run's {recorded}: its numbers may part from an uninterrupted run's");
-                given
-            }
-            (Some(given), _) => given,
-            (None, Some(recorded)) => recorded,
-            (None, None) => {
-                let now = Threads::default_now();
-                crate::say!(
-                    "chargpt: {} records no thread count (written by an older chargpt): continuing with {now}",
-                    run.options().display()
-                );
-                now
-            }
-        });
-        let here = Machine::this();
-        if let Some(diff) = opts.machine.as_ref().and_then(|then| then.differences(&here)) {
-            crate::say!("chargpt: this run started elsewhere ({diff}): its numbers will part from an uninterrupted run's");
-        }
-        opts.machine = Some(here);
-        if let Some(steps) = steps {
-            if steps < opts.steps {
-                bail!("--steps {steps} is fewer than the run's {}; with --resume, --steps can only extend a run", opts.steps);
-            }
-            opts.steps = steps;
-        }
-        Ok((opts, device))
-    }
-}
-
-impl Default for TrainOptions {
-    /// The blog's trainer (docs/MODELS.md, "The trainer") on the default corpus, all ten models.
-    fn default() -> Self {
-        TrainOptions::from_preset(Preset::Blog)
-    }
-}
-
-/// One line of `summary.csv`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Summary {
-    pub model: String,
-    pub parameters: i64,
-    pub final_train_loss: f64,
-    pub final_val_loss: f64,
-    /// The step after which the final losses were evaluated (the blog's schedule: the last
-    /// multiple of eval_every before the end, not always the last step).
-    #[serde(default)]
-    pub final_loss_step: i64,
-    pub mean_s_per_step: f64,
-    pub tokens_per_s: f64,
-}
-
-impl Summary {
-    pub const HEADER: [&'static str; 7] =
-        ["model", "parameters", "final_train_loss", "final_val_loss", "final_loss_step", "mean_s_per_step", "tokens_per_s"];
-}
 
 /// Why training stopped early, for callers that must tell the cases apart.
 #[derive(Debug)]
@@ -305,88 +48,8 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
-/// The blog's `estimate_loss`: dropout off, for train then val, the mean loss of
-/// `eval_steps` fresh random batches.
-pub fn estimate_loss(model: &Model, data: &Dataset, batch_size: i64, eval_steps: i64) -> (f64, f64) {
-    estimate_loss_unless_stopped(model, data, batch_size, eval_steps, None).expect("no stop flag, no stop")
-}
-
-/// [`estimate_loss`] that gives up (None) between batches once `stop` is set.
-fn estimate_loss_unless_stopped(
-    model: &Model,
-    data: &Dataset,
-    batch_size: i64,
-    eval_steps: i64,
-    stop: Option<&AtomicBool>,
-) -> Option<(f64, f64)> {
-    tch::no_grad(|| {
-        let mean = |split| {
-            let mut sum = 0.0;
-            for _ in 0..eval_steps {
-                let (x, y) = data.batch(split, batch_size, model.cfg.block_size, model.device());
-                sum += model.loss(&x, &y, false).double_value(&[]);
-                if stop.is_some_and(|f| f.load(Ordering::SeqCst)) {
-                    return None;
-                }
-            }
-            Some(sum / eval_steps as f64)
-        };
-        let train = mean(Split::Train)?;
-        Some((train, mean(Split::Val)?))
-    })
-}
-
-/// Whether the blog evaluates after step `s` (counted from 0): s = k * eval_every, k >= 1.
-pub fn evaluates_after(s: i64, eval_every: i64) -> bool {
-    s % eval_every == 0 && s >= eval_every
-}
-
-/// Deterministic loss over a split: consecutive non-overlapping windows of block_size
-/// (the last, shorter one included), dropout off, averaged over every predicted token.
-/// No random numbers: the number to compare across implementations.
-pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, progress: Option<&str>) -> f64 {
-    let t = model.cfg.block_size;
-    let n = data.size()[0];
-    let full = (n - 1) / t;
-    let mut bar = Progress::new(progress.unwrap_or("eval"), full as u64, 0, "windows", progress.is_some());
-    // One window at a time is a chain of small serial ops, as generation is: one thread.
-    let _one_thread = (windows_per_batch == 1 && !model.device().is_cuda()).then(crate::device::OneThread::enter);
-    let mut total = 0.0f64;
-    let mut count = 0i64;
-    tch::no_grad(|| {
-        let mut add = |x: Tensor, y: Tensor| {
-            let logits = model.forward(&x.to_device(model.device()), false);
-            let v = logits.size()[2];
-            let loss = logits.view([-1, v]).cross_entropy_loss::<Tensor>(
-                &y.to_device(model.device()).view([-1]),
-                None,
-                tch::Reduction::Sum,
-                -100,
-                0.0,
-            );
-            total += loss.double_value(&[]);
-            count += y.numel() as i64;
-        };
-        let mut start = 0;
-        while start < full {
-            let b = windows_per_batch.min(full - start);
-            let x = data.narrow(0, start * t, b * t).view([b, t]);
-            let y = data.narrow(0, start * t + 1, b * t).view([b, t]);
-            add(x, y);
-            start += b;
-            bar.update(start as u64, None);
-        }
-        bar.finish();
-        let rest = n - 1 - full * t;
-        if rest > 0 {
-            add(data.narrow(0, full * t, rest).view([1, rest]), data.narrow(0, full * t + 1, rest).view([1, rest]));
-        }
-    });
-    total / count as f64
-}
-
 /// What the caller of [`train_model`] gets back.
-pub struct Trained {
+pub struct TrainedModel {
     pub model: Model,
     pub summary: Summary,
     pub rows: Vec<EvalRow>,
@@ -395,9 +58,9 @@ pub struct Trained {
 }
 
 /// Everything needed to train one model.
-pub struct TrainJob<'a> {
+pub struct ModelJob<'a> {
     pub kind: ModelKind,
-    pub opts: &'a TrainOptions,
+    pub opts: &'a RunConfig,
     pub data: &'a Dataset,
     pub device: Device,
     /// Where checkpoints and CSVs go; `None` trains in memory only (tests, parity).
@@ -410,7 +73,7 @@ pub struct TrainJob<'a> {
 
 /// One model in training: the model, its optimiser, its progress, and where it saves.
 struct Trainer<'a> {
-    job: &'a TrainJob<'a>,
+    job: &'a ModelJob<'a>,
     model: Model,
     opt: AdamW,
     state: ResumeState,
@@ -434,7 +97,7 @@ struct Trainer<'a> {
 /// `--threads auto` for `model` where the thread count does not change its numbers (one
 /// forward and backward of the run's first training windows, dropout off, compared bit
 /// for bit at 1 and at all threads); else all the CPUs, fixed, and a line that says so.
-fn auto_threads_or_fixed(job: &TrainJob, model: &Model) -> Threads {
+fn auto_threads_or_fixed(job: &ModelJob, model: &Model) -> Threads {
     let all = crate::device::available_cpus();
     if all == 1 {
         return Threads::Auto;
@@ -458,8 +121,8 @@ fn auto_threads_or_fixed(job: &TrainJob, model: &Model) -> Threads {
 
 impl<'a> Trainer<'a> {
     /// The model from `manual_seed(seed)`, or continued from its resume file.
-    fn new(job: &'a TrainJob<'a>) -> Result<Self> {
-        let TrainJob { kind, opts, data, device, run, .. } = *job;
+    fn new(job: &'a ModelJob<'a>) -> Result<Self> {
+        let ModelJob { kind, opts, data, device, run, .. } = *job;
         opts.precision.apply(device)?;
         tch::manual_seed(opts.seed);
         let model = Model::with_implementation(kind, &opts.model_config(data.vocab.len() as i64), opts.implementation, device)?;
@@ -468,7 +131,7 @@ impl<'a> Trainer<'a> {
         }
         let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
         let mut state = ResumeState::new(&model, data.vocab.as_string());
-        if let Some(path) = run.map(|r| r.resume(kind)).filter(|p| p.exists()) {
+        if let Some(path) = run.map(|r| r.resume_file(kind)).filter(|p| p.exists()) {
             state = resume::load(&path, &model, &mut opt, &data.vocab.as_string())
                 .and_then(|s| resume::check_progress(&s, opts.steps, &model).map(|()| s))
                 .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
@@ -536,7 +199,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// The model's JSON: what it is and how far it got.
-    fn info(&self, finished: bool) -> ModelInfo {
+    fn model_info(&self, finished: bool) -> ModelInfo {
         ModelInfo {
             model: self.job.kind.to_string(),
             config: self.model.cfg.clone(),
@@ -564,8 +227,8 @@ impl<'a> Trainer<'a> {
         self.state.history = self.history();
         let Some(run) = self.job.run else { return Ok(()) };
         let kind = self.job.kind;
-        checkpoint::write_atomic(&run.resume(kind), &resume::to_bytes(&self.model, &self.opt, &self.state)?)?;
-        checkpoint::save_model(&run.weights(kind), &self.model, &self.info(false))?;
+        checkpoint::write_atomic(&run.resume_file(kind), &resume::to_bytes(&self.model, &self.opt, &self.state)?)?;
+        checkpoint::save_model(&run.weights(kind), &self.model, &self.model_info(false))?;
         run.write_rows(kind, &self.state.rows, &EvalRow::HEADER)
     }
 
@@ -603,7 +266,7 @@ impl<'a> Trainer<'a> {
 
     /// One training step (step `s`, counted from 0), as the blog's loop does it.
     fn step(&mut self, s: i64) -> Result<()> {
-        let TrainJob { kind, opts, data, device, .. } = *self.job;
+        let ModelJob { kind, opts, data, device, .. } = *self.job;
         self.share_the_cpu();
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
@@ -629,7 +292,7 @@ impl<'a> Trainer<'a> {
     /// half-way, with the generator put back where the evaluation began, so that the
     /// checkpoint (which then lacks this row) resumes into the very same evaluation.
     fn evaluate(&mut self, s: i64) -> Result<bool> {
-        let TrainJob { kind, opts, data, .. } = *self.job;
+        let ModelJob { kind, opts, data, .. } = *self.job;
         // Evaluation draws only batch indices, on the CPU generator (dropout is off).
         let before = RngState::try_save(Generator::Cpu)?;
         test_hook_stop_during("eval", self.job.stop.as_deref());
@@ -663,7 +326,7 @@ impl<'a> Trainer<'a> {
 
     /// The sample after training, from token 1 (None when stopped while sampling).
     fn sample(&mut self) -> Option<String> {
-        let TrainJob { kind, opts, data, .. } = *self.job;
+        let ModelJob { kind, opts, data, .. } = *self.job;
         // The blog starts from token 1; a one-character vocabulary only has token 0.
         let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
         let mut bar = Progress::new(&format!("{kind} sample"), opts.generate_chars as u64, 0, "chars", self.job.verbose);
@@ -683,8 +346,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Writes the finished model's sample, CSV, weights and summary.
-    fn finish(mut self, text: String) -> Result<Trained> {
-        let TrainJob { kind, opts, run, .. } = *self.job;
+    fn finish(mut self, text: String) -> Result<TrainedModel> {
+        let ModelJob { kind, opts, run, .. } = *self.job;
         if self.job.verbose {
             crate::say!("--- {kind} sample ---\n{text}\n---");
         }
@@ -704,17 +367,17 @@ impl<'a> Trainer<'a> {
             run.write_rows(kind, &self.state.rows, &EvalRow::HEADER)?;
             self.state.steps_done = opts.steps;
             self.state.history = self.history();
-            checkpoint::save_model(&run.weights(kind), &self.model, &self.info(true))?;
+            checkpoint::save_model(&run.weights(kind), &self.model, &self.model_info(true))?;
             checkpoint::write_atomic(&run.model_summary(kind), serde_json::to_string_pretty(&summary)?.as_bytes())?;
             // The resume file stays: `train --resume DIR --steps N` extends a finished model from it.
         }
-        Ok(Trained { model: self.model, summary, rows: self.state.rows, sample: text, losses: self.losses })
+        Ok(TrainedModel { model: self.model, summary, rows: self.state.rows, sample: text, losses: self.losses })
     }
 }
 
 /// Trains one model from `manual_seed(seed)` (or from its resume file), as the blog does,
 /// then samples from it.
-pub fn train_model(job: &TrainJob) -> Result<Trained> {
+pub fn train_model(job: &ModelJob) -> Result<TrainedModel> {
     let mut t = Trainer::new(job)?;
     if !t.pending_evaluation()? {
         return Err(t.checkpoint_and_stop());
@@ -749,7 +412,7 @@ pub fn train_model(job: &TrainJob) -> Result<Trained> {
 /// train`): finished models are skipped, an unfinished one resumes, `summary.csv` is
 /// rewritten after each. A panic (a libtorch failure) becomes an error naming the model.
 /// A multi-seed run (`opts.seeds`) is [`crate::seeds::run`]'s.
-pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<Summary>> {
+pub fn run(run: &RunDir, opts: &RunConfig, data: &Dataset, device: Device, stop: Arc<AtomicBool>) -> Result<Vec<Summary>> {
     let mut summaries = Vec::new();
     for &kind in &opts.models {
         if let Some(done) = finished_summary(run, kind, opts.steps) {
@@ -765,14 +428,14 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
             }
             // The resume file holds the state after the last step: training from it runs
             // no step and writes the same weights, rows and sample again.
-            let from = match run.resume(kind).exists() {
-                true => format!("restoring them from {}", run.resume(kind).display()),
+            let from = match run.resume_file(kind).exists() {
+                true => format!("restoring them from {}", run.resume_file(kind).display()),
                 false => "and its resume file is gone too: training it again".to_string(),
             };
             crate::say!("{kind}: finished, but {} missing; {from}", missing.join(", "));
         }
         let opts = &continuing_as_trained(run, kind, opts);
-        let job = TrainJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };
+        let job = ModelJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };
         let trained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_model(&job)))
             .unwrap_or_else(|payload| Err(anyhow::Error::new(crate::panics::to_error(payload)).context(kind)))?;
         summaries.push(trained.summary);
@@ -785,8 +448,8 @@ pub fn run(run: &RunDir, opts: &TrainOptions, data: &Dataset, device: Device, st
 /// The options `kind` continues with: a model with steps behind it keeps the precision
 /// they were computed in (its JSON's `arithmetic`) unless this session's `--precision`
 /// says otherwise; either way a line says so, and its `history` keeps which steps are which.
-fn continuing_as_trained(run: &RunDir, kind: ModelKind, opts: &TrainOptions) -> TrainOptions {
-    let info: Option<ModelInfo> = std::fs::read_to_string(run.info(kind)).ok().and_then(|t| serde_json::from_str(&t).ok());
+fn continuing_as_trained(run: &RunDir, kind: ModelKind, opts: &RunConfig) -> RunConfig {
+    let info: Option<ModelInfo> = std::fs::read_to_string(run.info_json(kind)).ok().and_then(|t| serde_json::from_str(&t).ok());
     let Some((done, then)) = info.and_then(|i| Some((i.steps_done, i.arithmetic?))) else { return opts.clone() };
     // On another device (--device, said when the run was read) the precision is that device's.
     if done == 0 || then.device != opts.device || then.precision == opts.precision {
@@ -796,12 +459,12 @@ fn continuing_as_trained(run: &RunDir, kind: ModelKind, opts: &TrainOptions) -> 
     if opts.precision_given {
         crate::say!(
             "{kind}: continuing in {now} (--precision); its first {done} steps were computed in {was}, as its history in {} says",
-            run.info(kind).display()
+            run.info_json(kind).display()
         );
         return opts.clone();
     }
     crate::say!("{kind}: continuing in {was}, as its first {done} steps were trained (run.json's {now} is for models that have not started; --precision {now} would switch it)");
-    TrainOptions { precision: was, ..opts.clone() }
+    RunConfig { precision: was, ..opts.clone() }
 }
 
 /// The `stop_during` test hook (`crate::test_hooks`): a Ctrl-C during this phase.
@@ -819,50 +482,4 @@ pub fn print_summaries(summaries: &[Summary]) {
             (s.parameters, s.final_train_loss, s.final_val_loss, s.final_loss_step, s.mean_s_per_step, s.tokens_per_s);
         crate::say!("{:<5} {p:>11} {t:>11.4} {v:>9.4} {at:>11} {sps:>7.4} {tps:>9.0}", s.model);
     }
-}
-
-/// `chargpt eval`: the [`deterministic_loss`] of `model` on each of `splits` of the text
-/// at `data`, which must fit the model's vocabulary.
-pub fn print_deterministic_losses(
-    model: &Model,
-    vocab: crate::data::Vocab,
-    data: &std::path::Path,
-    splits: &[Split],
-    batch_windows: i64,
-) -> Result<()> {
-    if batch_windows <= 0 {
-        bail!("--batch-windows must be positive, got {batch_windows}");
-    }
-    let text = crate::data::read_text(data)?;
-    let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", data.display()))?;
-    let data = Dataset::from_tokens(vocab, &tokens);
-    data.check_block_size(1).map_err(|e| anyhow::anyhow!("{e}; use a longer text"))?;
-    for &split in splits {
-        let label = format!("{} {}", model.kind, split.name());
-        let loss = deterministic_loss(model, data.split(split), batch_windows, Some(&label));
-        crate::say!("{} {} loss {loss:.6}", model.kind, split.name());
-    }
-    Ok(())
-}
-
-/// A finished model's summary, if its run folder says it finished all `steps`.
-pub fn finished_summary(run: &RunDir, kind: ModelKind, steps: i64) -> Option<Summary> {
-    finished(run, kind).filter(|(done, _)| *done >= steps).map(|(_, summary)| summary)
-}
-
-/// A finished model's steps and summary, as its run folder records them.
-pub fn finished(run: &RunDir, kind: ModelKind) -> Option<(i64, Summary)> {
-    // The JSON alone decides, so that a run folder packed without its weights (the GPU
-    // checks bring runs back that way) still skips its finished models.
-    let info: ModelInfo = serde_json::from_str(&std::fs::read_to_string(run.info(kind)).ok()?).ok()?;
-    if !info.finished {
-        return None;
-    }
-    let summary = serde_json::from_str(&std::fs::read_to_string(run.model_summary(kind)).ok()?).ok()?;
-    Some((info.steps_done, summary))
-}
-
-/// Whether a model of the run in `run` (one seed) has steps left.
-pub fn steps_left(run: &RunDir, opts: &TrainOptions) -> bool {
-    opts.models.iter().any(|&k| finished_summary(run, k, opts.steps).is_none())
 }

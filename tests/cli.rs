@@ -86,6 +86,12 @@ fn models_lists_the_table_of_models_md() {
         assert!(readme.contains(&format!("| V{n} | {} |", kind.adds())), "README's row of V{n} differs from `adds`");
         assert!(listed.contains(kind.adds()), "{listed}");
     }
+    // The README's table is `chargpt models --markdown`, line for line.
+    let markdown = ok(&["models", "--markdown"]).stdout;
+    assert_eq!(markdown.lines().count(), 12, "{markdown}");
+    for line in markdown.lines() {
+        assert!(readme.lines().any(|l| l == line), "README lacks the line of `chargpt models --markdown`:\n{line}");
+    }
     let r = ok(&["models", "--preset", "blog"]);
     assert!(r.stdout.contains("10951380"), "{}", r.stdout);
     let r = ok(&["models", "--n-embed", "128", "--num-heads", "4", "--block-size", "64", "--block-layers", "4"]);

@@ -6,13 +6,14 @@
 
 mod common;
 
+use chargpt::config::RunConfig;
 use chargpt::data::Dataset;
 use chargpt::fast::Kernels;
 use chargpt::layers::{Compute, Config, FeedForward, FeedForwardKind, MultiHead, MultiHeadKind};
 use chargpt::model_kind::ModelKind;
 use chargpt::models::{Implementation, Model};
 use chargpt::parity::{compare, Tolerance};
-use chargpt::train::{train_model, TrainJob, TrainOptions};
+use chargpt::train::{train_model, ModelJob};
 use tch::nn::{ModuleT, VarStore};
 use tch::{Device, Kind, Tensor};
 
@@ -159,9 +160,9 @@ fn fast_path_trains_to_the_same_loss() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
     let data = Dataset::new(&text);
     let opts =
-        |implementation: Implementation| TrainOptions { steps: 201, eval_steps: 10, implementation, ..common::small_options(201, 3, 1e-2) };
-    let run = |o: &TrainOptions| {
-        let job = TrainJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };
+        |implementation: Implementation| RunConfig { steps: 201, eval_steps: 10, implementation, ..common::small_options(201, 3, 1e-2) };
+    let run = |o: &RunConfig| {
+        let job = ModelJob { kind: ModelKind::V10, opts: o, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };
         train_model(&job).unwrap().rows.last().unwrap().val_loss
     };
     let (a, b) = (run(&opts(Implementation::Faithful)), run(&opts(Implementation::Fast)));

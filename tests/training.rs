@@ -2,22 +2,23 @@
 
 mod common;
 use chargpt::checkpoint::{self, ModelInfo};
+use chargpt::config::RunConfig;
 use chargpt::data::Dataset;
 use chargpt::model_kind::ModelKind;
 use chargpt::models::Model;
-use chargpt::train::{train_model, TrainJob, TrainOptions};
+use chargpt::train::{train_model, ModelJob};
 use tch::{Device, Kind, Tensor};
 
 fn text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap()
 }
 
-fn options(steps: i64, seed: i64) -> TrainOptions {
+fn options(steps: i64, seed: i64) -> RunConfig {
     common::small_options(steps, seed, 3e-3)
 }
 
-fn train(kind: ModelKind, opts: &TrainOptions, data: &Dataset) -> chargpt::train::Trained {
-    let job = TrainJob { kind, opts, data, device: Device::Cpu, run: None, stop: None, verbose: false };
+fn train(kind: ModelKind, opts: &RunConfig, data: &Dataset) -> chargpt::train::TrainedModel {
+    let job = ModelJob { kind, opts, data, device: Device::Cpu, run: None, stop: None, verbose: false };
     train_model(&job).unwrap()
 }
 
@@ -27,7 +28,7 @@ fn a_few_hundred_steps_bring_the_loss_well_below_ln_v() {
     let data = Dataset::new(&text());
     let ln_v = (data.vocab.len() as f64).ln();
     for kind in [ModelKind::V1, ModelKind::V5, ModelKind::V10] {
-        let opts = TrainOptions { lr: 1e-2, ..options(301, 1) };
+        let opts = RunConfig { lr: 1e-2, ..options(301, 1) };
         let t = train(kind, &opts, &data);
         let last = t.rows.last().unwrap();
         assert!(last.train_loss < 0.75 * ln_v, "{kind}: train loss {} vs ln V {ln_v}", last.train_loss);

@@ -1,7 +1,7 @@
 //! Helpers for tests that drive the real `chargpt` binary.
 #![allow(dead_code)]
 
-use chargpt::train::TrainOptions;
+use chargpt::config::RunConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -90,8 +90,8 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 }
 
 /// A small model and trainer (C 32, H 4, Tmax 16, L 2, B 16) for in-process training tests.
-pub fn small_options(steps: i64, seed: i64, lr: f64) -> TrainOptions {
-    TrainOptions {
+pub fn small_options(steps: i64, seed: i64, lr: f64) -> RunConfig {
+    RunConfig {
         batch_size: 16,
         block_size: 16,
         n_embed: 32,
@@ -104,7 +104,7 @@ pub fn small_options(steps: i64, seed: i64, lr: f64) -> TrainOptions {
         eval_steps: 4,
         generate_chars: 20,
         seed,
-        ..TrainOptions::default()
+        ..RunConfig::default()
     }
 }
 
