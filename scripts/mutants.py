@@ -34,8 +34,8 @@ SUITE = ["--lib", "--test", "parity", "--test", "fast_path", "--test", "training
 MUTATIONS = [
     # --- the blog's LayerNorm, in each of its three implementations
     ("ln-eps-under-sqrt", "LayerNorm eps under the square root (faithful)", "src/layers.rs",
-     "let std = x.std_dim(-1, true, true);\n        &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta",
-     "let std = (x.var_dim(-1, true, true) + Self::EPS).sqrt();\n        &self.gamma * (x - mean) / std + &self.beta"),
+     "let std = x.std_dim(-1, true, true);\n                &self.gamma * (x - mean) / (std + Self::EPS) + &self.beta",
+     "let std = (x.var_dim(-1, true, true) + Self::EPS).sqrt();\n                &self.gamma * (x - mean) / std + &self.beta"),
     ("ln-no-eps", "LayerNorm without eps (faithful)", "src/layers.rs",
      "&self.gamma * (x - mean) / (std + Self::EPS) + &self.beta",
      "&self.gamma * (x - mean) / std + &self.beta"),
@@ -69,16 +69,17 @@ MUTATIONS = [
     # --- dropout sites
     ("drop-attn", "attention-weight dropout removed (faithful)", "src/layers.rs",
      "            w = w.dropout(p, train);", "            let _ = (p, train);"),
-    ("drop-proj", "projection dropout removed (faithful)", "src/layers.rs",
-     "            out = out.dropout(p, train);", "            let _ = (p, train);"),
-    ("drop-ff", "feed-forward dropout removed (faithful)", "src/layers.rs",
-     "            Some(p) => out.dropout(p, train),", "            Some(_) => out,"),
+    ("drop-proj", "projection dropout removed (both paths)", "src/layers.rs",
+     "            out = self.compute.dropout(&out, p, train);", "            let _ = (p, train);"),
+    ("drop-ff", "feed-forward dropout removed (both paths)", "src/layers.rs",
+     "            Some(p) => self.compute.dropout(&out, p, train),", "            Some(_) => out,"),
+    ("drop-faithful-kernel", "projection and feed-forward dropout removed (faithful)", "src/layers.rs",
+     "Compute::Faithful => x.dropout(p, train),", "Compute::Faithful => { let _ = (p, train); x.shallow_clone() }"),
     ("drop-fast-attn", "attention-weight dropout removed (fast)", "src/fast.rs",
-     "dropout(&w, p, train).bmm(v)", "w.bmm(v)"),
-    ("drop-fast-proj", "projection dropout removed (fast)", "src/fast.rs",
-     "            out = dropout(&out, p, train);", "            let _ = (p, train);"),
-    ("drop-fast-ff", "feed-forward dropout removed (fast)", "src/fast.rs",
-     "            Some(p) => dropout(&out, p, train),", "            Some(_) => out,"),
+     "dropout(&w, p, train, kernels).bmm(v)", "w.bmm(v)"),
+    ("drop-fast-kernel", "projection and feed-forward dropout removed (fast)", "src/layers.rs",
+     "Compute::Fast(kernels) => fast::dropout(x, p, train, kernels),",
+     "Compute::Fast(kernels) => { let _ = (p, train, kernels); x.shallow_clone() }"),
     ("drop-in-eval", "dropout applied in eval (faithful attention weights)", "src/layers.rs",
      "            w = w.dropout(p, train);", "            w = w.dropout(p, true);"),
     ("drop-fast-in-eval", "dropout applied in eval (fast)", "src/fast.rs",
@@ -111,7 +112,7 @@ MUTATIONS = [
     ("state-no-tril", "`tril` buffer missing from the state dict", "src/layers.rs",
      "    p.add(\"tril\", tril, false)", "    let _ = p;\n    tril"),
     ("v9-norm-at-blocks-2", "V9's final LayerNorm at blocks.2 instead of blocks.3", "src/models.rs",
-     "layers.layer_norm(p / \"blocks\" / 3,", "layers.layer_norm(p / \"blocks\" / 2,"),
+     "LayerNorm::new(p / \"blocks\" / 3,", "LayerNorm::new(p / \"blocks\" / 2,"),
 ]
 
 

@@ -120,8 +120,8 @@ impl Threads {
     /// "2 threads", "up to 2 threads, following the load": for the run header.
     pub fn describe(self) -> String {
         match self {
-            Threads::Fixed(_) => crate::device::threads_line(),
-            Threads::Auto if crate::device::available_cpus() == 1 => crate::device::threads_line(),
+            Threads::Fixed(n) => crate::device::threads_line(n),
+            Threads::Auto if crate::device::available_cpus() == 1 => crate::device::threads_line(1),
             Threads::Auto => format!("up to {} threads, following the load", crate::device::available_cpus()),
         }
     }

@@ -77,9 +77,9 @@ pub fn fit_threads_to_available_cpus() {
     }
 }
 
-/// "2 threads", and why when they are fewer than the machine's cores: for run headers.
-pub fn threads_line() -> String {
-    let n = tch::get_num_threads();
+/// "2 threads" (for `n` threads), and why when they are fewer than the machine's cores:
+/// for run headers.
+pub fn threads_line(n: i32) -> String {
     let threads = if n == 1 { "1 thread".to_string() } else { format!("{n} threads") };
     let available = available_cpus() as i64;
     // SAFETY: sysconf reads a system value; it has no preconditions.

@@ -426,13 +426,20 @@ pub fn run(run: &RunDir, opts: &RunConfig, data: &Dataset, device: Device, stop:
                 summaries.push(done);
                 continue;
             }
+            if !run.resume_file(kind).exists() {
+                // A folder kept without its weights (results/, a packed GPU run): its
+                // record stands, and nothing is trained again behind the user's back.
+                crate::say!(
+                    "{kind}: finished in {} (its JSON says so), but {} and its resume file are not there: skipped; generate and eval need the weights, which only training it again (in a new folder) gives",
+                    run.path.display(),
+                    missing.join(", ")
+                );
+                summaries.push(done);
+                continue;
+            }
             // The resume file holds the state after the last step: training from it runs
             // no step and writes the same weights, rows and sample again.
-            let from = match run.resume_file(kind).exists() {
-                true => format!("restoring them from {}", run.resume_file(kind).display()),
-                false => "and its resume file is gone too: training it again".to_string(),
-            };
-            crate::say!("{kind}: finished, but {} missing; {from}", missing.join(", "));
+            crate::say!("{kind}: finished, but {} missing; restoring them from {}", missing.join(", "), run.resume_file(kind).display());
         }
         let opts = &continuing_as_trained(run, kind, opts);
         let job = ModelJob { kind, opts, data, device, run: Some(run), stop: Some(Arc::clone(&stop)), verbose: true };

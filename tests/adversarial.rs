@@ -213,7 +213,7 @@ fn resuming_a_finished_run_with_other_flags_rewrites_nothing() {
 }
 
 /// A finished model whose checkpoint or CSV was deleted is restored from its resume file,
-/// byte for byte.
+/// byte for byte; without its resume file it is skipped with a notice, never retrained.
 #[test]
 fn a_finished_model_with_a_deleted_checkpoint_is_restored() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,6 +229,20 @@ fn a_finished_model_with_a_deleted_checkpoint_is_restored() {
     assert!(r.stdout.contains("v1: already finished"), "{}", r.stdout);
     let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
     assert!(before == after, "restored byte for byte");
+    // Kept without its weights and resume file (as results/ and packed GPU runs are): the
+    // record stands, nothing trains again, and the line says what is missing.
+    for f in ["v4.safetensors", "v4.resume.safetensors"] {
+        std::fs::remove_file(out.join(f)).unwrap();
+    }
+    let json = std::fs::read(out.join("v4.json")).unwrap();
+    let r = ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
+    assert!(
+        r.stdout.contains("v4: finished in") && r.stdout.contains("but v4.safetensors and its resume file are not there: skipped"),
+        "{}",
+        r.stdout
+    );
+    assert!(!out.join("v4.safetensors").exists() && std::fs::read(out.join("v4.json")).unwrap() == json, "nothing trained again");
+    assert!(std::fs::read_to_string(out.join("summary.csv")).unwrap().lines().any(|l| l.starts_with("v4,")), "its summary stays");
 }
 
 /// Rewrites the `chargpt_resume` metadata of a resume file with `edit`.

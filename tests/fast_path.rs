@@ -157,7 +157,7 @@ fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
 #[test]
 fn fast_path_trains_to_the_same_loss() {
     let _turn = chargpt::rng::lock();
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap();
+    let text = common::excerpt_text();
     let data = Dataset::new(&text);
     let opts =
         |implementation: Implementation| RunConfig { steps: 201, eval_steps: 10, implementation, ..common::small_options(201, 3, 1e-2) };

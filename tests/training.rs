@@ -10,7 +10,7 @@ use chargpt::train::{train_model, ModelJob};
 use tch::{Device, Kind, Tensor};
 
 fn text() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reference/excerpt.txt")).unwrap()
+    common::excerpt_text()
 }
 
 fn options(steps: i64, seed: i64) -> RunConfig {

@@ -27,6 +27,11 @@ pub fn excerpt() -> PathBuf {
     root().join("reference/excerpt.txt")
 }
 
+/// The excerpt's text (what in-process tests train on).
+pub fn excerpt_text() -> String {
+    std::fs::read_to_string(excerpt()).expect("reference/excerpt.txt is committed")
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,
