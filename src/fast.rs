@@ -150,11 +150,12 @@ mod tests {
         let x = Tensor::randn([6, 5, d], (Kind::Float, Device::Cpu)) * spread + 0.01;
         let vs = VarStore::new(Device::Cpu);
         let faithful = layers::LayerNorm::new(vs.root() / "ln", d, layers::Compute::Faithful);
+        let vars = vs.variables();
+        let (gamma, beta) = (&vars["ln.gamma"], &vars["ln.beta"]);
         tch::no_grad(|| {
-            faithful.gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
-            faithful.beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
+            gamma.shallow_clone().copy_(&(Tensor::rand([d], (Kind::Float, Device::Cpu)) + 0.5));
+            beta.shallow_clone().copy_(&(Tensor::randn([d], (Kind::Float, Device::Cpu)) * 0.1));
         });
-        let (gamma, beta) = (&faithful.gamma, &faithful.beta);
         let expected = layer_norm_f64(&x, gamma, beta);
         let scale = (&expected - beta.to_kind(Kind::Double)).abs().max().double_value(&[]);
         let eps = layers::LayerNorm::EPS;

@@ -57,8 +57,8 @@ fn parameter(p: &Path, name: &str, dims: &[i64], init: impl FnOnce(&mut Tensor))
 /// `nn.Linear(i, o, bias)`: weight `[o, i]` ~ U(-1/sqrt(i), 1/sqrt(i)), then the bias likewise.
 #[derive(Debug)]
 pub struct Linear {
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
+    weight: Tensor,
+    bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -89,7 +89,7 @@ impl Module for Linear {
 /// `nn.Embedding(n, d)`: a `[n, d]` table ~ N(0, 1).
 #[derive(Debug)]
 pub struct Embedding {
-    pub weight: Tensor,
+    weight: Tensor,
 }
 
 impl Embedding {
@@ -110,8 +110,8 @@ impl Module for Embedding {
 /// The blog's LayerNorm (not torch.nn.LayerNorm): unbiased std, eps added to the std.
 #[derive(Debug)]
 pub struct LayerNorm {
-    pub gamma: Tensor,
-    pub beta: Tensor,
+    gamma: Tensor,
+    beta: Tensor,
     compute: Compute,
 }
 

@@ -74,18 +74,38 @@ impl std::fmt::Display for Preset {
 mod tests {
     use super::*;
 
-    /// The values the docs state (docs/MODELS.md for the blog; the enum's help texts).
+    /// The blog preset is docs/MODELS.md's trainer, read from the sentence that states it
+    /// ("The blog's defaults: `batch_size 64`, ..."), and the cpu preset's sizes are those
+    /// of its second table row (`Tmax 64, C 128, H 4, L 4`).
     #[test]
-    fn presets_hold_the_documented_values() {
+    fn presets_hold_the_values_of_models_md() {
+        let spec = include_str!("../docs/MODELS.md");
+        let defaults = spec.split("The blog's defaults:").nth(1).unwrap().split("The optimiser").next().unwrap();
+        let quoted: Vec<&str> = defaults.split('`').skip(1).step_by(2).collect();
+        let value = |name: &str| -> f64 {
+            let q = quoted.iter().find(|q| q.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in {quoted:?}"));
+            q[name.len() + 1..].replace('_', "").parse().unwrap()
+        };
         let blog = Preset::Blog.values();
-        assert_eq!((blog.batch_size, blog.block_size, blog.n_embed, blog.num_heads, blog.block_layers), (64, 256, 384, 6, 6));
-        assert_eq!(
-            (blog.dropout, blog.lr, blog.steps, blog.eval_every, blog.eval_steps, blog.generate_chars),
-            (0.3, 1e-3, 10_000, 1000, 10, 1000)
-        );
+        for (name, ours) in [
+            ("batch_size", blog.batch_size as f64),
+            ("n_embed", blog.n_embed as f64),
+            ("num_heads", blog.num_heads as f64),
+            ("block_size", blog.block_size as f64),
+            ("block_layers", blog.block_layers as f64),
+            ("dropout", blog.dropout),
+            ("lr", blog.lr),
+            ("log_step", blog.eval_every as f64),
+        ] {
+            assert_eq!(ours, value(name), "blog preset's {name}");
+        }
+        // The bare numbers, in the sentence's order: the steps, the evaluation batches per
+        // split, the generated characters.
+        let bare: Vec<i64> = quoted.iter().filter(|q| !q.contains(' ')).map(|q| q.replace('_', "").parse().unwrap()).collect();
+        assert_eq!(bare, [blog.steps, blog.eval_steps, blog.generate_chars as i64], "blog preset's steps, eval batches, characters");
         let cpu = Preset::Cpu.values();
-        assert_eq!((cpu.batch_size, cpu.block_size, cpu.n_embed, cpu.num_heads, cpu.block_layers, cpu.steps), (32, 64, 128, 4, 4, 3001));
-        assert_eq!(Preset::Tiny.values().steps, 41);
+        let row = format!("`Tmax {}, C {}, H {}, L {}`", cpu.block_size, cpu.n_embed, cpu.num_heads, cpu.block_layers);
+        assert!(spec.contains(&row), "docs/MODELS.md has no table row for the cpu preset's sizes {row}");
     }
 
     /// The help texts (`chargpt train --help`) state the sizes the file holds.
