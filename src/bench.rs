@@ -49,7 +49,7 @@ pub fn print_steps(
     let Timing { budget_s, generate_chars, follow_load } = timing;
     let (cfg, batch) = bench_config(preset, 84);
     let threads = tch::get_num_threads();
-    println!("model,impl,parameters,ms_per_step,flops_per_step,gen_chars_per_s,threads,device,precision");
+    println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision");
     for &kind in models {
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
@@ -62,9 +62,12 @@ pub fn print_steps(
             if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
         let times = b.time_steps(3, 5, budget_s);
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
+        // The step's own matmuls, in the same process and threads (`crate::floor`).
+        let gemm_kind = if precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
+        let floor_ms = crate::floor::floor_seconds(&crate::floor::step_gemms(&b.model, batch), device, gemm_kind, budget_s / 2.0) * 1e3;
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
         let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
-        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{gen:.1},{threads},{device},{precision}");
+        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision}");
     }
     Ok(())
 }
@@ -78,9 +81,7 @@ pub fn print_matmul_peak(device: Device, precision: Precision) {
 }
 
 fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
+    crate::device::synchronize(device)
 }
 
 /// A model, its optimiser and one fixed batch, ready to time steps.

@@ -91,6 +91,13 @@ pub fn threads_line(n: i32) -> String {
     }
 }
 
+/// Waits for `device`'s queued kernels (CUDA); a no-op on the CPU. For timings.
+pub fn synchronize(device: tch::Device) {
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
 /// libtorch computes with one CPU thread while this lives, then with as many as before.
 /// For generation: a batch of one sequence is a chain of small ops, serial work that a
 /// second thread only spins beside, taking a core from whatever else runs (README,

@@ -13,6 +13,7 @@ pub mod device;
 pub mod eval;
 pub mod fast;
 pub mod ffi;
+pub mod floor;
 pub mod footprint;
 pub mod fused;
 pub mod layers;
