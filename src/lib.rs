@@ -32,6 +32,7 @@ pub mod run_dir;
 pub mod sample;
 pub mod seeds;
 pub mod test_hooks;
+pub mod tokenizer;
 pub mod train;
 
 pub mod bench;
