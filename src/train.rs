@@ -36,7 +36,8 @@ impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stopped::Interrupted { model, step, run } => {
-                write!(f, "{model} stopped after {step} steps, checkpoint written")?;
+                let steps = if *step == 1 { "step" } else { "steps" };
+                write!(f, "{model} stopped after {step} {steps}, checkpoint written")?;
                 if let Some(dir) = run {
                     write!(f, "; resume with: chargpt train --resume {}", dir.display())?;
                 }
