@@ -183,7 +183,9 @@ if wants run; then
     ( while sleep 60; do pack_run "$RUN_DIR"; done ) </dev/null >/dev/null 2>&1 &
     PACKER=$!
     # SIGINT at the budget: chargpt writes its checkpoint and exits 130 (resumable).
-    phase train timeout --preserve-status -s INT -k 30 "$BUDGET" "${TRAIN[@]}"
+    # --foreground: one SIGINT to chargpt only. Without it, timeout also signals its
+    # process group, and a second SIGINT is chargpt's "exit now" (code 1, no checkpoint).
+    phase train timeout --foreground --preserve-status -s INT -k 30 "$BUDGET" "${TRAIN[@]}"
     pkill -P "$PACKER" 2>/dev/null; kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null
     pack_run "$RUN_DIR"
   fi
