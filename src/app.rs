@@ -235,7 +235,7 @@ fn lock_output(out: &Path, g: &Generate) -> Result<Option<FolderLock>> {
     let mut inputs = vec![g.checkpoint.as_path(), weights.as_path(), info.as_path()];
     inputs.extend(g.prompt_file.as_deref());
     crate::run_dir::refuse_clobbering(out, &inputs)?;
-    let folder = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let folder = crate::checkpoint::folder_of(out);
     let run = RunDir::new(folder);
     run.run_json().exists().then(|| run.lock()).transpose()
 }

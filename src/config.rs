@@ -268,7 +268,7 @@ impl RunConfig {
     /// The configuration of the run a checkpoint (RUN/vN.safetensors) belongs to: the
     /// run.json beside it (`what` needs it, as the error says).
     pub fn beside(weights: &std::path::Path, what: &str) -> Result<RunConfig> {
-        let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let dir = checkpoint::folder_of(weights);
         let path = RunDir::new(dir).run_json();
         let text = std::fs::read_to_string(&path).with_context(|| format!("{what} needs the run's {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is not a chargpt run description", path.display()))

@@ -282,7 +282,7 @@ pub fn refuse_clobbering(out: &std::path::Path, inputs: &[&std::path::Path]) -> 
         if let Ok(real) = std::fs::canonicalize(p) {
             return real;
         }
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let parent = checkpoint::folder_of(p);
         std::fs::canonicalize(parent).map_or(p.to_path_buf(), |d| d.join(p.file_name().unwrap_or_default()))
     };
     let target = resolve(out);

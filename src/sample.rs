@@ -154,7 +154,7 @@ pub struct TrainedIn {
 /// trained on (`device`): a CUDA run's sample drew from the GPU's generator, a CPU run's
 /// from the CPU's.
 pub fn restore_sampling_generator(weights: &Path, device: tch::Device, run: &TrainedIn) -> anyhow::Result<()> {
-    let dir = weights.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = crate::checkpoint::folder_of(weights);
     let stem = weights.file_stem().and_then(|s| s.to_str()).context("the checkpoint has no file name")?;
     let resume = dir.join(format!("{stem}.resume.safetensors"));
     let (tensors, meta) = crate::checkpoint::read_safetensors(&resume)
