@@ -1,12 +1,15 @@
 """An independent PyTorch implementation of docs/MODELS.md: the ten models with
 module names that give exactly its state-dict keys, get_batch, the blog's evaluation
-and training loop, and generation. Plain PyTorch (plus safetensors for checkpoints).
+and training loop, and generation. Plain PyTorch (plus safetensors for checkpoints, and Hugging Face's tokenizers for a BPE
+run's tokenizer.json).
 
     python scripts/reference.py train --model v10 --seed 1337 --data data/shakespeare.txt ...
     python scripts/reference.py train --preset cpu --model v1,v2 --seeds 1337,1338 --csv OUT.csv ...
     python scripts/reference.py eval --checkpoint RUN/v10.safetensors --data data/shakespeare.txt
     python scripts/reference.py export --model v10 --seed 1 --vocab-from data.txt --out DIR
     python scripts/reference.py batches --data data.txt --seed 1337 --count 3 --batch-size 4 --block-size 8
+    python scripts/reference.py train --tokenizer-json RUN/tokenizer.json --model v5 ...   (a BPE run)
+    python scripts/reference.py encode --tokenizer-json RUN/tokenizer.json --data text.txt
 
 Its printed lines use the same format as `chargpt train`, so the two can be diffed.
 """
@@ -30,7 +33,9 @@ import torch.nn.functional as F
 
 
 def load_text(path):
-    return pathlib.Path(path).read_text(encoding="utf-8")
+    # newline="": the bytes as they are (read_text would turn CRLF into LF; chargpt keeps it).
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read()
 
 
 class Vocab:
@@ -47,6 +52,66 @@ class Vocab:
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in ids)
+
+    def pieces(self):
+        return lambda t: self.chars[t]
+
+    def __len__(self):
+        return len(self.chars)
+
+
+def split_text(text):
+    """A BPE run's split: at 90% of the text's characters, each part encoded on its own."""
+    n = int(0.9 * len(text))
+    return text[:n], text[n:]
+
+
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet: each byte as a printable character."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+class Bpe:
+    """A run's byte-level BPE (its tokenizer.json), through Python's tokenizers."""
+
+    def __init__(self, path):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(path))
+        byte_of = {c: b for b, c in bytes_to_unicode().items()}
+        self.token_bytes = [bytes(byte_of[c] for c in self.tok.id_to_token(i)) for i in range(self.tok.get_vocab_size())]
+
+    def __len__(self):
+        return self.tok.get_vocab_size()
+
+    def encode(self, s):
+        return self.tok.encode(s).ids
+
+    def decode(self, ids):
+        return self.tok.decode(ids)
+
+    def pieces(self):
+        """Token -> the text it completes: characters once their bytes are whole."""
+        import codecs
+
+        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda t: dec.decode(self.token_bytes[t])
+
+
+def encoded_splits(tokenizer, text):
+    """(train, val) tokens: the blog's split of the characters' tokens, or a BPE's split of the text."""
+    if isinstance(tokenizer, Vocab):
+        return split(tokenizer.encode(text))
+    a, b = split_text(text)
+    return torch.tensor(tokenizer.encode(a), dtype=torch.long), torch.tensor(tokenizer.encode(b), dtype=torch.long)
 
 
 def split(tokens):
@@ -302,7 +367,7 @@ def generate(model, idx, n, block_size, position_free, greedy=False):
 
 
 def train_run(name, cfg, train, val, seed, batch_size, lr, steps, eval_every, eval_steps, gen_chars,
-              device="cpu", log=print):
+              device="cpu", log=print, piece_of=None):
     """The blog's run from manual_seed(seed): build, train, evaluate, generate."""
     torch.manual_seed(seed)
     model = build(name, cfg).to(device)
@@ -322,8 +387,24 @@ def train_run(name, cfg, train, val, seed, batch_size, lr, steps, eval_every, ev
             evals.append((step, t, v))
             log(f"{name} step {step}: train loss {t:.4f}, val loss {v:.4f}")
     start = torch.ones((1, 1), dtype=torch.long, device=device)
-    tokens = generate(model, start, gen_chars, cfg["block_size"], name in ("v1", "v2"))
-    return model, init, losses, evals, tokens
+    if piece_of is None:
+        tokens = generate(model, start, gen_chars, cfg["block_size"], name in ("v1", "v2"))
+        return model, init, losses, evals, tokens
+    return model, init, losses, evals, generate_text(model, start, gen_chars, cfg["block_size"], name in ("v1", "v2"), piece_of)
+
+
+@torch.no_grad()
+def generate_text(model, idx, chars, block_size, position_free, piece_of):
+    """Draws until the tokens decode to `chars` characters (cut there), one multinomial each."""
+    model.eval()
+    out = ""
+    while len(out) < chars:
+        ctx = idx if position_free else idx[:, -block_size:]
+        logits, _ = model(ctx)
+        nxt = torch.multinomial(F.softmax(logits[:, -1, :], dim=-1), num_samples=1)
+        idx = torch.cat((idx, nxt), dim=1)
+        out += piece_of(nxt.item())
+    return out[:chars]
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -386,6 +467,7 @@ def main(argv=None):
         t.add_argument(f"--{flag}", type=typ, default=None, help="default: the preset's")
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--csv", help="append model,seed,final_loss_step,final_train_loss,final_val_loss rows here")
+    t.add_argument("--tokenizer-json", help="a BPE run's tokenizer.json (default: the text's characters)")
     e = sub.add_parser("eval", help="deterministic loss of a checkpoint (as `chargpt eval`)")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True)
@@ -404,6 +486,9 @@ def main(argv=None):
     b.add_argument("--batch-size", type=int, default=4)
     b.add_argument("--block-size", type=int, default=8)
     b.add_argument("--split", choices=["train", "val"], default="train")
+    c = sub.add_parser("encode", help="the token ids of --data's text with a tokenizer.json, space-separated")
+    c.add_argument("--tokenizer-json", required=True)
+    c.add_argument("--data", required=True)
     a = ap.parse_args(argv)
 
     if a.cmd == "train":
@@ -413,9 +498,9 @@ def main(argv=None):
         if a.threads:
             torch.set_num_threads(a.threads)
         text = load_text(a.data)
-        vocab = Vocab.from_text(text)
-        train, val = split(vocab.encode(text))
-        cfg = dict(vocab_size=len(vocab.chars), n_embed=a.n_embed, num_heads=a.num_heads,
+        vocab = Bpe(a.tokenizer_json) if a.tokenizer_json else Vocab.from_text(text)
+        train, val = encoded_splits(vocab, text)
+        cfg = dict(vocab_size=len(vocab), n_embed=a.n_embed, num_heads=a.num_heads,
                    block_size=a.block_size, block_layers=a.block_layers, dropout=a.dropout)
         seeds = [int(s) for s in a.seeds.split(",")] if a.seeds else [a.seed]
         for seed in seeds:
@@ -424,8 +509,10 @@ def main(argv=None):
             for name in a.model.lower().split(","):
                 _, _, _, evals, tokens = train_run(name, cfg, train, val, seed, a.batch_size, a.lr, a.steps,
                                                    a.eval_every, a.eval_steps, a.generate_chars,
-                                                   log=lambda s: print(s, flush=True))
-                print(f"--- {name} sample ---\n{vocab.decode(tokens)}\n---", flush=True)
+                                                   log=lambda s: print(s, flush=True),
+                                                   piece_of=vocab.pieces() if a.tokenizer_json else None)
+                sample = tokens if a.tokenizer_json else vocab.decode(tokens)
+                print(f"--- {name} sample ---\n{sample}\n---", flush=True)
                 if a.csv:
                     path = pathlib.Path(a.csv)
                     new_file = not path.exists()
@@ -436,17 +523,24 @@ def main(argv=None):
                         f.write(f"{name},{seed},{step},{tl!r},{vl!r}\n")
     elif a.cmd == "eval":
         model, info = load_checkpoint(a.checkpoint)
-        vocab = Vocab(info["vocab"])
-        train, val = split(vocab.encode(load_text(a.data)))
+        recorded = info.get("tokenizer")
+        vocab = Bpe(pathlib.Path(a.checkpoint).parent / recorded["file"]) if recorded else Vocab(info["vocab"])
+        train, val = encoded_splits(vocab, load_text(a.data))
         for split_name, data in ([("train", train)] if a.train else []) + [("val", val)]:
             loss = deterministic_loss(model, data, info["config"]["block_size"])
+            # Bits per character: the summed loss over the characters the predicted tokens decode to.
+            chars = len(vocab.decode(data[1:].tolist()))
+            bits = loss * (len(data) - 1) / chars / math.log(2)
             print(f"{info['model']} {split_name} loss {loss:.6f}")
+            print(f"{info['model']} {split_name} bits per character {bits:.6f}")
     elif a.cmd == "export":
         vocab = Vocab.from_text(load_text(a.data))
         cfg = dict(vocab_size=len(vocab.chars), n_embed=a.n_embed, num_heads=a.num_heads,
                    block_size=a.block_size, block_layers=a.block_layers, dropout=0.0)
         torch.manual_seed(a.seed)
         save_checkpoint(build(a.model.lower(), cfg), a.model.lower(), cfg, vocab, a.out)
+    elif a.cmd == "encode":
+        print(" ".join(map(str, Bpe(a.tokenizer_json).encode(load_text(a.data)))))
     elif a.cmd == "batches":
         vocab = Vocab.from_text(load_text(a.data))
         train, val = split(vocab.encode(load_text(a.data)))

@@ -6,7 +6,7 @@
 //! results are and how to sample from them.
 
 use crate::config::{ResumeFlags, RunConfig};
-use crate::data::{read_text, Corpus, Dataset};
+use crate::data::{read_text, train_tokenizer, Corpus, Dataset, Tokenizer, TokenizerSpec};
 use crate::presets::Preset;
 use crate::run_dir::{FolderLock, RunDir};
 use crate::train::Stopped;
@@ -39,8 +39,15 @@ pub fn train(folder: Folder, plot: bool) -> Result<()> {
         Folder::New { config, device, out, force } => (*config, device, Claim::Later { out, force }),
     };
     opts.validate()?;
-    let (opts, data, chars) = read_the_text(opts, resumed, device)?;
+    let resumed_run = match &claim {
+        Claim::Held(run, _) => Some(run.clone()),
+        Claim::Later { .. } => None,
+    };
+    let (opts, data, chars) = read_the_text(opts, resumed_run.as_ref(), device)?;
     let (run, _lock) = claim.take(&opts)?;
+    if !resumed {
+        run.write_tokenizer(&data.tokenizer)?;
+    }
     record(&run, &opts, resumed)?;
     say_what_trains(&run, &opts, &data, chars, device);
     let trained = match opts.seeds.is_empty() {
@@ -92,21 +99,48 @@ impl Claim {
 }
 
 /// Reads and checks the training text before anything is written: the same text as the
-/// run started on (a resume), long enough for the block size, and a training that fits
-/// the memory. Returns the configuration with the corpus recorded, the data on `device`
-/// and the text's length in characters.
-fn read_the_text(opts: RunConfig, resumed: bool, device: Device) -> Result<(RunConfig, Dataset, usize)> {
+/// run started on (a resume, which also loads and checks its BPE), long enough for the
+/// block size, and a training that fits the memory. Returns the configuration with the
+/// corpus (and a BPE's sha256) recorded, the data on `device` and the text's length in
+/// characters.
+fn read_the_text(opts: RunConfig, resumed: Option<&RunDir>, device: Device) -> Result<(RunConfig, Dataset, usize)> {
     let text = read_text(&opts.data)?;
     let corpus = Corpus::of(&opts.data, &text);
-    if resumed {
+    if resumed.is_some() {
         opts.check_corpus(&corpus)?;
     }
+    let tokenizer = tokenizer_of_the_run(&opts, resumed, &text)?;
     // The same text (by its hash), where it is now.
-    let opts = RunConfig { corpus: Some(corpus), ..opts };
-    let data = Dataset::new(&text).to_device(device);
+    let tokenizer_sha256 = tokenizer.bpe().map(|b| b.sha256());
+    let opts = RunConfig { corpus: Some(corpus), tokenizer_sha256, ..opts };
+    let data = Dataset::with_tokenizer(tokenizer, &text)?.to_device(device);
     data.check_block_size(opts.block_size).map_err(|e| anyhow::anyhow!("{e}; use a longer text or a smaller --block-size"))?;
-    crate::footprint::check_training(&opts.models, &opts.model_config(data.vocab.len() as i64), opts.batch_size, device)?;
+    crate::footprint::check_training(&opts.models, &opts.model_config(data.tokenizer.len() as i64), opts.batch_size, device)?;
     Ok((opts, data, text.chars().count()))
+}
+
+/// The run's tokenizer: the characters of the text; a new BPE, trained on its training
+/// split; or a resumed run's own tokenizer.json, which must be the one run.json names.
+fn tokenizer_of_the_run(opts: &RunConfig, resumed: Option<&RunDir>, text: &str) -> Result<Tokenizer> {
+    let spec = opts.tokenizer;
+    match (spec, resumed, &opts.tokenizer_sha256) {
+        (TokenizerSpec::Char, _, _) => train_tokenizer(spec, text),
+        (_, Some(run), Some(sha256)) => Tokenizer::load_bpe(&run.tokenizer_json(), spec, sha256),
+        (_, Some(run), None) => {
+            bail!("{}: a {spec} run without its tokenizer's sha256; start it again in a new folder", run.run_json().display())
+        }
+        (TokenizerSpec::Bpe(n), None, _) => {
+            let started = std::time::Instant::now();
+            let tokenizer = train_tokenizer(spec, text)?;
+            let got = tokenizer.len();
+            let fewer = if got < n { format!(" (its training split has no more merges to give than {got} tokens)") } else { String::new() };
+            crate::say!(
+                "chargpt: trained a byte-level BPE of {got} tokens{fewer} on the training split in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(tokenizer)
+        }
+    }
 }
 
 /// Writes run.json, except for a resume with nothing left to train: a flag given to a
@@ -150,10 +184,14 @@ fn say_what_trains(run: &RunDir, opts: &RunConfig, data: &Dataset, chars: usize,
     let threads = opts.threads.unwrap_or_else(crate::arithmetic::Threads::default_now);
     let on = if device.is_cuda() { "cuda".to_string() } else { format!("cpu ({})", threads.describe()) };
     crate::say!(
-        "chargpt: training {} on {} ({chars} chars, vocabulary {}) on {on}, preset {}, {seeds}, writing to {}",
+        "chargpt: training {} on {} ({chars} chars, {}) on {on}, preset {}, {seeds}, writing to {}",
         models.join(","),
         opts.data.display(),
-        data.vocab.len(),
+        match &data.tokenizer {
+            Tokenizer::Char(vocab) => format!("vocabulary {}", vocab.len()),
+            Tokenizer::Bpe { spec, bpe } =>
+                format!("{spec}: {} tokens, {:.2} chars per token", bpe.vocab_size(), data.chars_per_token(crate::data::Split::Train)),
+        },
         opts.preset.map_or("custom", Preset::name),
         run.path.display()
     );
@@ -201,7 +239,7 @@ pub fn generate(g: Generate) -> Result<()> {
     };
     let _lock = g.out.as_deref().map(|out| lock_output(out, &g)).transpose()?.flatten();
     let device = g.device.select()?;
-    let (model, vocab, info) = crate::checkpoint::load_model(&g.checkpoint, device)?;
+    let (model, tokenizer, info) = crate::checkpoint::load_model(&g.checkpoint, device)?;
     note_unfinished(&g.checkpoint, &info);
     let mut chars = g.chars.unwrap_or(500);
     if g.like_training {
@@ -217,11 +255,11 @@ pub fn generate(g: Generate) -> Result<()> {
         // The training sample byte for byte (vN.sample.txt has no newline at its end),
         // unless a person reads it on a terminal.
         let newline = !g.like_training || std::io::IsTerminal::is_terminal(&std::io::stdout());
-        return crate::sample::stream(&model, &vocab, prompt.as_deref(), draws(newline), &mut std::io::stdout().lock());
+        return crate::sample::stream(&model, &tokenizer, prompt.as_deref(), draws(newline), &mut std::io::stdout().lock());
     };
     // Written whole, atomically: a stopped generation leaves the file as it was.
     let mut text = Vec::new();
-    crate::sample::stream(&model, &vocab, prompt.as_deref(), draws(!g.like_training), &mut text)?;
+    crate::sample::stream(&model, &tokenizer, prompt.as_deref(), draws(!g.like_training), &mut text)?;
     crate::checkpoint::write_atomic(path, &text)?;
     crate::say!("wrote {}", path.display());
     Ok(())
@@ -254,7 +292,7 @@ fn note_unfinished(path: &Path, info: &crate::checkpoint::ModelInfo) {
 /// `chargpt eval`: the deterministic loss of a checkpoint on `splits` of `data`, by
 /// default the text it was trained on (with a warning when that text changed since).
 pub fn eval(checkpoint: &Path, data: Option<&Path>, splits: &[crate::data::Split], batch_windows: i64, device: Device) -> Result<()> {
-    let (model, vocab, info) = crate::checkpoint::load_model(checkpoint, device)?;
+    let (model, tokenizer, info) = crate::checkpoint::load_model(checkpoint, device)?;
     note_unfinished(checkpoint, &info);
     let data = match (data, &info.corpus) {
         (Some(path), _) => path.to_path_buf(),
@@ -267,5 +305,5 @@ pub fn eval(checkpoint: &Path, data: Option<&Path>, splits: &[crate::data::Split
         }
         (None, None) => PathBuf::from(crate::config::DEFAULT_DATA),
     };
-    crate::eval::print_deterministic_losses(&model, vocab, &data, splits, batch_windows)
+    crate::eval::print_deterministic_losses(&model, tokenizer, &data, splits, batch_windows)
 }

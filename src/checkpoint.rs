@@ -3,10 +3,10 @@
 //! to continue. Every file is written atomically (temporary file, fsync, rename), so a
 //! crash at any moment leaves the previous complete file in place.
 
-use crate::data::Vocab;
 use crate::layers::Config;
 use crate::model_kind::ModelKind;
 use crate::models::Model;
+use crate::tokenizer::{Tokenizer, Vocab};
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
@@ -20,8 +20,11 @@ use tch::{Device, Kind, Tensor};
 pub struct ModelInfo {
     pub model: String,
     pub config: Config,
-    /// The vocabulary in token order.
+    /// The vocabulary in token order (a character run's; empty for a BPE run).
     pub vocab: String,
+    /// A BPE run's tokenizer, in the same folder (absent: characters, `vocab`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<crate::tokenizer::TokenizerRecord>,
     /// Training steps completed when this was written.
     pub steps_done: i64,
     /// True once the model's training (and sample) finished.
@@ -184,12 +187,15 @@ pub fn read_info(path: &Path) -> Result<(PathBuf, ModelInfo)> {
 }
 
 /// Loads a checkpoint (the .safetensors or its .json) into a model on `device`.
-pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInfo)> {
+pub fn load_model(path: &Path, device: Device) -> Result<(Model, Tokenizer, ModelInfo)> {
     let (weights, info) = read_info(path)?;
     let kind = info.kind().with_context(|| format!("in {}", info_path(&weights).display()))?;
-    let vocab = Vocab::from_chars(&info.vocab).with_context(|| format!("in {}", info_path(&weights).display()))?;
-    if vocab.len() as i64 != info.config.vocab_size {
-        bail!("{}: vocabulary has {} characters but config says {}", info_path(&weights).display(), vocab.len(), info.config.vocab_size);
+    let tokenizer = match &info.tokenizer {
+        None => Tokenizer::Char(Vocab::from_chars(&info.vocab).with_context(|| format!("in {}", info_path(&weights).display()))?),
+        Some(record) => Tokenizer::load_recorded(folder_of(&weights), record)?,
+    };
+    if tokenizer.len() as i64 != info.config.vocab_size {
+        bail!("{}: the tokenizer has {} tokens but config says {}", info_path(&weights).display(), tokenizer.len(), info.config.vocab_size);
     }
     crate::model_kind::validate(kind, &info.config)
         .map_err(|e| anyhow::anyhow!("{}: {}", info_path(&weights).display(), as_fields(&e.to_string())))?;
@@ -207,7 +213,7 @@ pub fn load_model(path: &Path, device: Device) -> Result<(Model, Vocab, ModelInf
     rng.try_restore()?;
     let model = model?;
     model.load_state_dict(&tensors).with_context(|| format!("{} does not match its JSON description", weights.display()))?;
-    Ok((model, vocab, info))
+    Ok((model, tokenizer, info))
 }
 
 /// A validation message about flags (`--n-embed must be ...`), about the fields of a file

@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use chargpt::arithmetic::{Machine, Threads};
 use chargpt::config::{ResumeFlags, RunConfig};
+use chargpt::data::TokenizerSpec;
 use chargpt::device::{DeviceChoice, DeviceKind};
 use chargpt::model_kind::parse_model_list;
 use chargpt::models::Implementation;
@@ -50,10 +51,19 @@ pub(crate) enum Command {
     },
     /// Time training steps and generation (CSV on stdout; `make bench` drives it).
     Bench(BenchArgs),
-    /// Draw loss.png/loss.svg (and the final-loss bars) for a run folder.
+    /// Draw loss.png/loss.svg (and the final-loss bars) for a run folder; or, with
+    /// --compare, several runs' val bits per character on one axis (char and BPE runs).
     Plot {
-        /// A run folder written by `chargpt train`.
-        run_dir: PathBuf,
+        /// Run folders written by `chargpt train` (one, unless --compare).
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+        /// Draw the runs' val bits per character against step and wall time into this
+        /// .png or .svg file.
+        #[arg(long, value_name = "FILE")]
+        compare: Option<PathBuf>,
+        /// With --compare: only these models, e.g. v1,v6,v10 (default: every model of the runs).
+        #[arg(long, requires = "compare")]
+        models: Option<String>,
     },
 }
 
@@ -131,6 +141,12 @@ pub(crate) struct TrainArgs {
     /// Training text (UTF-8) [default: data/shakespeare.txt].
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
+    /// How the text becomes tokens: `char` (the blog's: one token per character), or
+    /// `bpe:N`, a byte-level BPE of N tokens (256 to 65536) trained on the training split
+    /// only and saved as the run's tokenizer.json. Val losses are also reported in bits
+    /// per character, the measure that compares the two. [default: char]
+    #[arg(long, value_name = "char|bpe:N")]
+    pub(crate) tokenizer: Option<TokenizerSpec>,
     /// Run folder (default: runs/<corpus>-<preset>-<date-time>/).
     #[arg(long)]
     pub(crate) out: Option<PathBuf>,
@@ -182,6 +198,7 @@ impl TrainArgs {
             ("--seed", self.seed.is_some()),
             ("--seeds", self.seeds.is_some()),
             ("--impl", self.implementation.is_some()),
+            ("--tokenizer", self.tokenizer.is_some()),
             ("--force", self.force),
         ]
         .into_iter()
@@ -207,6 +224,7 @@ impl TrainArgs {
             o.seed = o.seeds[0];
         }
         o.data = self.data.clone().unwrap_or(o.data);
+        o.tokenizer = self.tokenizer.unwrap_or_default();
         o.implementation = self.implementation.unwrap_or_default();
         o.precision = self.precision.unwrap_or(Precision::default_for(device));
         o.device = DeviceKind::of(device);
@@ -339,9 +357,17 @@ pub(crate) struct ModelsArgs {
     pub(crate) preset: Option<Preset>,
     #[command(flatten)]
     pub(crate) sizes: SizeArgs,
-    /// Vocabulary size V (default: that of docs/MODELS.md's table).
-    #[arg(long, default_value_t = 84)]
-    pub(crate) vocab_size: i64,
+    /// Vocabulary size V [default: that of docs/MODELS.md's table, 84; with --tokenizer,
+    /// the tokenizer's].
+    #[arg(long, conflicts_with = "tokenizer")]
+    pub(crate) vocab_size: Option<i64>,
+    /// The vocabulary of this tokenizer of --data's text: `char` (its characters) or
+    /// `bpe:N` (a BPE trained on its training split, as `train --tokenizer` would).
+    #[arg(long, value_name = "char|bpe:N", requires = "data")]
+    pub(crate) tokenizer: Option<TokenizerSpec>,
+    /// The text --tokenizer is made of.
+    #[arg(long, requires = "tokenizer")]
+    pub(crate) data: Option<PathBuf>,
     /// Print the README's table instead: what each model adds and its parameters with
     /// the blog and the cpu presets' sizes (markdown).
     #[arg(long, conflicts_with_all = ["preset", "n_embed", "num_heads", "block_size", "block_layers", "dropout"])]

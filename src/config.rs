@@ -48,6 +48,13 @@ pub struct RunConfig {
     /// fp32 on the CPU; TF32 (default) or bf16 autocast on CUDA.
     #[serde(default = "fp32")]
     pub precision: Precision,
+    /// `--tokenizer`: `char` (the blog's, and every run's before chargpt had BPE) or `bpe:N`.
+    #[serde(default)]
+    pub tokenizer: crate::data::TokenizerSpec,
+    /// A BPE run's `tokenizer.json` (set by `chargpt train` once it is trained), by its
+    /// sha256: `--resume` refuses a changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sha256: Option<String>,
     /// The training text as it was when the run started (set by `chargpt train`).
     #[serde(default)]
     pub corpus: Option<crate::data::Corpus>,
@@ -108,6 +115,8 @@ impl RunConfig {
             device: DeviceKind::Cpu,
             implementation: Implementation::Faithful,
             precision: Precision::Fp32,
+            tokenizer: crate::data::TokenizerSpec::Char,
+            tokenizer_sha256: None,
             corpus: None,
             threads: None,
             machine: None,

@@ -4,71 +4,7 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-/// Character vocabulary: the distinct chars of the text, sorted by code point;
-/// a character's token is its rank.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Vocab {
-    chars: Vec<char>,
-}
-
-impl Vocab {
-    pub fn from_text(text: &str) -> Self {
-        let mut chars: Vec<char> = text.chars().collect();
-        chars.sort_unstable();
-        chars.dedup();
-        Vocab { chars }
-    }
-
-    /// Rebuilds a vocabulary saved with [`Vocab::as_string`]; refuses unsorted or repeated chars.
-    pub fn from_chars(chars: &str) -> Result<Self> {
-        let chars: Vec<char> = chars.chars().collect();
-        if chars.windows(2).any(|w| w[0] >= w[1]) {
-            bail!("vocabulary is not strictly sorted by code point");
-        }
-        Ok(Vocab { chars })
-    }
-
-    pub fn len(&self) -> usize {
-        self.chars.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.chars.is_empty()
-    }
-
-    pub fn chars(&self) -> &[char] {
-        &self.chars
-    }
-
-    /// The vocabulary as one string, in token order (how checkpoints store it).
-    pub fn as_string(&self) -> String {
-        self.chars.iter().collect()
-    }
-
-    pub fn token(&self, c: char) -> Option<i64> {
-        self.chars.binary_search(&c).ok().map(|i| i as i64)
-    }
-
-    /// Encodes `text`; an error lists every character that is not in the vocabulary.
-    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
-        let mut unknown: Vec<char> = text.chars().filter(|&c| self.token(c).is_none()).collect();
-        if !unknown.is_empty() {
-            unknown.sort_unstable();
-            unknown.dedup();
-            let listed: Vec<String> = unknown.iter().map(|c| format!("{c:?}")).collect();
-            bail!("characters not in the model's vocabulary: {} (use only characters of the training text)", listed.join(", "));
-        }
-        Ok(text.chars().map(|c| self.token(c).unwrap_or_default()).collect())
-    }
-
-    pub fn decode(&self, tokens: &[i64]) -> String {
-        tokens.iter().map(|&t| self.chars[t as usize]).collect()
-    }
-
-    pub fn decode_one(&self, token: i64) -> char {
-        self.chars[token as usize]
-    }
-}
+pub use crate::tokenizer::{sha256_hex, Tokenizer, TokenizerSpec, Vocab};
 
 /// The largest training text chargpt reads: far above any book (the default corpus is
 /// 5 MB), below what its token tensors (8 bytes a character) make of a machine's memory.
@@ -130,22 +66,25 @@ pub struct Corpus {
 impl Corpus {
     /// Describes `text`, read from `path`.
     pub fn of(path: &Path, text: &str) -> Self {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(text.as_bytes());
         Corpus {
             path: path.to_path_buf(),
             absolute: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             bytes: text.len() as u64,
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: sha256_hex(text.as_bytes()),
         }
     }
 }
 
-/// The encoded text split 90/10: train = the first floor(0.9 n) tokens, val = the rest.
+/// The text split 90/10 and encoded: train = the tokens of the first floor(0.9 n) of its
+/// n characters, val = those of the rest, each part encoded on its own. With characters
+/// that is the blog's split of the tokens; with a BPE, char and BPE runs of one text are
+/// evaluated on the same validation characters.
 pub struct Dataset {
-    pub vocab: Vocab,
+    pub tokenizer: Tokenizer,
     pub train: Tensor,
     pub val: Tensor,
+    /// The characters of each split (train, val), for bits per character.
+    chars: [usize; 2],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,28 +102,77 @@ impl Split {
     }
 }
 
-/// Where the 90/10 split falls for `n` tokens.
+/// Where the 90/10 split falls for `n` tokens (or characters).
 pub fn split_point(n: usize) -> usize {
     // floor(0.9 * n) exactly as Python's int(0.9 * n) computes it.
     (0.9 * n as f64) as usize
 }
 
+/// The text's training and validation parts: at 90% of its characters.
+pub fn split_text(text: &str) -> (&str, &str) {
+    let n = split_point(text.chars().count());
+    let at = text.char_indices().nth(n).map_or(text.len(), |(i, _)| i);
+    text.split_at(at)
+}
+
+/// The tokenizer `spec` makes of a run's text: the characters of the whole text (the
+/// blog's vocabulary), or a BPE trained on its training split only.
+pub fn train_tokenizer(spec: TokenizerSpec, text: &str) -> Result<Tokenizer> {
+    match spec {
+        TokenizerSpec::Char => Ok(Tokenizer::Char(Vocab::from_text(text))),
+        TokenizerSpec::Bpe(n) => Ok(Tokenizer::Bpe { bpe: Box::new(crate::tokenizer::Bpe::train(split_text(text).0, n)?), spec }),
+    }
+}
+
 impl Dataset {
+    /// The blog's dataset: the characters of `text`, split 90/10.
     pub fn new(text: &str) -> Self {
-        let vocab = Vocab::from_text(text);
-        let tokens = vocab.encode(text).expect("every char of the text is in its own vocabulary");
-        Self::from_tokens(vocab, &tokens)
+        Self::with_tokenizer(Tokenizer::Char(Vocab::from_text(text)), text).expect("every char of the text is in its own vocabulary")
     }
 
-    /// Splits tokens of an existing vocabulary (used when a checkpoint fixes the vocabulary).
+    /// `text` split at 90% of its characters, each part encoded with `tokenizer`.
+    pub fn with_tokenizer(tokenizer: Tokenizer, text: &str) -> Result<Self> {
+        let (train, val) = split_text(text);
+        let chars = [train.chars().count(), val.chars().count()];
+        let (train, val) = (tokenizer.encode(train)?, tokenizer.encode(val)?);
+        Ok(Dataset { tokenizer, train: Tensor::from_slice(&train), val: Tensor::from_slice(&val), chars })
+    }
+
+    /// Splits the tokens of a character vocabulary 90/10 (tests, and the parity check).
     pub fn from_tokens(vocab: Vocab, tokens: &[i64]) -> Self {
         let n = split_point(tokens.len());
-        Dataset { vocab, train: Tensor::from_slice(&tokens[..n]), val: Tensor::from_slice(&tokens[n..]) }
+        let chars = [n, tokens.len() - n];
+        Dataset { tokenizer: Tokenizer::Char(vocab), train: Tensor::from_slice(&tokens[..n]), val: Tensor::from_slice(&tokens[n..]), chars }
+    }
+
+    /// The characters a split's tokens decode to.
+    pub fn chars(&self, split: Split) -> usize {
+        self.chars[split as usize]
+    }
+
+    /// A split's characters per token: 1 with `char`, more with a BPE.
+    pub fn chars_per_token(&self, split: Split) -> f64 {
+        self.chars(split) as f64 / self.split(split).size()[0].max(1) as f64
+    }
+
+    /// The characters that a split's predicted tokens (all but its first) decode to: what
+    /// the summed loss of [`crate::eval::deterministic_loss`] is divided by for bits per
+    /// character (with `char`, one per token).
+    pub fn predicted_chars(&self, split: Split) -> usize {
+        let tokens = self.split(split);
+        let n = tokens.size()[0];
+        match &self.tokenizer {
+            Tokenizer::Char(_) => (n - 1).max(0) as usize,
+            tokenizer => {
+                let ids = Vec::<i64>::try_from(tokens.narrow(0, 1.min(n), (n - 1).max(0)).to_device(Device::Cpu)).unwrap_or_default();
+                tokenizer.decode(&ids).chars().count()
+            }
+        }
     }
 
     /// Moves the token tensors to `device`, so batches are cut where the model runs.
     pub fn to_device(self, device: Device) -> Self {
-        Dataset { vocab: self.vocab, train: self.train.to_device(device), val: self.val.to_device(device) }
+        Dataset { train: self.train.to_device(device), val: self.val.to_device(device), ..self }
     }
 
     pub fn split(&self, split: Split) -> &Tensor {
@@ -222,6 +210,11 @@ impl Dataset {
     }
 }
 
+/// Bits per character of a mean loss per token (nats), at `chars_per_token`.
+pub fn bits_per_char(loss: f64, chars_per_token: f64) -> f64 {
+    loss / chars_per_token / std::f64::consts::LN_2
+}
+
 /// `x[b] = data[ix[b] .. ix[b] + T]`, `y[b] = data[ix[b] + 1 .. ix[b] + T + 1]`.
 pub fn windows(data: &Tensor, ix: &Tensor, block_size: i64, device: Device) -> (Tensor, Tensor) {
     let offsets = Tensor::arange(block_size, (Kind::Int64, data.device()));
@@ -235,23 +228,6 @@ pub fn windows(data: &Tensor, ix: &Tensor, block_size: i64, device: Device) -> (
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn vocabulary_is_sorted_and_round_trips_non_ascii() {
-        let text = "héllo wörld — ünïcode ✓ 漢字\n";
-        let vocab = Vocab::from_text(text);
-        assert!(vocab.chars().windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(vocab.token('\n'), Some(0));
-        assert_eq!(vocab.decode(&vocab.encode(text).unwrap()), text);
-        assert_eq!(Vocab::from_chars(&vocab.as_string()).unwrap(), vocab);
-    }
-
-    #[test]
-    fn unknown_characters_are_listed() {
-        let vocab = Vocab::from_text("abc");
-        let err = vocab.encode("abxyx").unwrap_err().to_string();
-        assert!(err.contains("'x', 'y'"), "{err}");
-    }
 
     #[test]
     fn split_is_ninety_ten() {

@@ -90,10 +90,12 @@ pub fn deterministic_loss(model: &Model, data: &Tensor, windows_per_batch: i64, 
 }
 
 /// `chargpt eval`: the [`deterministic_loss`] of `model` on each of `splits` of the text
-/// at `data`, which must fit the model's vocabulary.
+/// at `data`, encoded with the model's tokenizer (with `char`, it must have the model's
+/// characters), and its bits per character: exact, from the characters the predicted
+/// tokens decode to.
 pub fn print_deterministic_losses(
     model: &Model,
-    vocab: crate::data::Vocab,
+    tokenizer: crate::data::Tokenizer,
     data: &std::path::Path,
     splits: &[Split],
     batch_windows: i64,
@@ -102,13 +104,16 @@ pub fn print_deterministic_losses(
         bail!("--batch-windows must be positive, got {batch_windows}");
     }
     let text = crate::data::read_text(data)?;
-    let tokens = vocab.encode(&text).with_context(|| format!("{} does not fit this checkpoint's vocabulary", data.display()))?;
-    let data = Dataset::from_tokens(vocab, &tokens);
+    let data = Dataset::with_tokenizer(tokenizer, &text)
+        .with_context(|| format!("{} does not fit this checkpoint's vocabulary", data.display()))?;
     data.check_block_size(1).map_err(|e| anyhow::anyhow!("{e}; use a longer text"))?;
     for &split in splits {
         let label = format!("{} {}", model.kind, split.name());
         let loss = deterministic_loss(model, data.split(split), batch_windows, Some(&label));
+        let tokens = data.split(split).size()[0] - 1;
+        let bits = crate::data::bits_per_char(loss, data.predicted_chars(split) as f64 / tokens as f64);
         crate::say!("{} {} loss {loss:.6}", model.kind, split.name());
+        crate::say!("{} {} bits per character {bits:.6}", model.kind, split.name());
     }
     Ok(())
 }

@@ -59,14 +59,27 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     let mut o = RunConfig::from_preset(preset);
     args.sizes.apply(&mut o);
     let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
+    let vocab_size = match (args.tokenizer, &args.data) {
+        (Some(spec), Some(data)) => chargpt::data::train_tokenizer(spec, &chargpt::data::read_text(data)?)?.len() as i64,
+        _ => args.vocab_size.unwrap_or(84),
+    };
     if args.markdown {
-        let sizes = |p: Preset| RunConfig::from_preset(p).model_config(args.vocab_size);
+        let sizes = |p: Preset| RunConfig::from_preset(p).model_config(vocab_size);
         return chargpt::footprint::print_markdown_table(
             &models,
             &[("blog config", sizes(Preset::Blog)), ("cpu preset", sizes(Preset::Cpu))],
         );
     }
-    chargpt::footprint::print_table(&o.model_config(args.vocab_size), &models)
+    chargpt::footprint::print_table(&o.model_config(vocab_size), &models)
+}
+
+fn cmd_plot(run_dirs: &[std::path::PathBuf], compare: Option<&std::path::Path>, models: Option<&str>) -> Result<()> {
+    if let Some(out) = compare {
+        return chargpt::plot::plot_comparison(run_dirs, &parse_model_list(models.unwrap_or("all"))?, out);
+    }
+    let [run_dir] = run_dirs else { bail!("plot draws one run folder; pass --compare FILE to draw several on one axis") };
+    let _lock = if run_dir.is_dir() { Some(RunDir::new(run_dir).lock()?) } else { None };
+    chargpt::plot::plot_run(run_dir)
 }
 
 fn cmd_bench(args: BenchArgs) -> Result<()> {
@@ -101,10 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => cmd_generate(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Models(a) => cmd_models(a),
-        Command::Plot { run_dir } => {
-            let _lock = if run_dir.is_dir() { Some(RunDir::new(&run_dir).lock()?) } else { None };
-            chargpt::plot::plot_run(&run_dir)
-        }
+        Command::Plot { run_dirs, compare, models } => cmd_plot(&run_dirs, compare.as_deref(), models.as_deref()),
         Command::Parity { reference, device, implementation } => chargpt::parity::print_table(&reference, device.select()?, implementation),
         Command::Bench(a) => cmd_bench(a),
     }

@@ -69,7 +69,7 @@ impl Reference {
         let manifest: Manifest = serde_json::from_str(&text)?;
         let excerpt = std::fs::read_to_string(dir.join(&manifest.text))?;
         let data = Dataset::new(&excerpt);
-        if data.vocab.len() as i64 != manifest.config.vocab_size {
+        if data.tokenizer.len() as i64 != manifest.config.vocab_size {
             bail!("the excerpt's vocabulary does not match the manifest");
         }
         Ok(Reference { dir: dir.to_path_buf(), manifest, data })
@@ -303,7 +303,7 @@ pub fn check_same_seed_run(
     let evals: Vec<f64> = trained.rows.iter().flat_map(|r| [r.step as f64, r.train_loss, r.val_loss]).collect();
     let evals = Tensor::from_slice(&evals).view([-1, 3]);
     compare(&format!("{kind} run evaluations"), &evals, &t["run/evals"], &run_tol)?;
-    let tokens = r.data.vocab.encode(&trained.sample)?;
+    let tokens = r.data.tokenizer.encode(&trained.sample)?;
     let expected = Vec::<i64>::try_from(&t["run/tokens"])?;
     report.tokens_equal = tokens == expected;
     if !report.tokens_equal {

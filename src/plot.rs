@@ -346,3 +346,137 @@ fn register_font() {
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("fonts/DejaVuSans.ttf"));
     });
 }
+
+/// One curve of a comparison: a model of one run, over that run's seeds.
+struct Compared {
+    label: String,
+    kind: ModelKind,
+    /// Which run it is from (its line style).
+    run: usize,
+    /// (step, mean wall seconds, mean, min, max) of the val bits per character.
+    points: Vec<(f64, f64, f64, f64, f64)>,
+}
+
+/// The curves of `runs` (single- or multi-seed run folders), labelled by model and tokenizer.
+fn read_compared(runs: &[std::path::PathBuf], models: &[ModelKind]) -> Result<Vec<Compared>> {
+    let mut out = Vec::new();
+    for (i, dir) in runs.iter().enumerate() {
+        let run = RunDir::new(dir);
+        let tokenizer = std::fs::read_to_string(run.run_json())
+            .ok()
+            .and_then(|t| serde_json::from_str::<crate::config::RunConfig>(&t).ok())
+            .map_or("?".to_string(), |c| c.tokenizer.to_string());
+        let seeds: Vec<RunDir> = match run.seed_runs() {
+            s if s.is_empty() => vec![run.clone()],
+            s => s.into_iter().map(|(_, r)| r).collect(),
+        };
+        let mut per_model: Vec<(ModelKind, Vec<Vec<EvalRow>>)> = Vec::new();
+        for sub in &seeds {
+            for (kind, rows) in read_curves(&sub.path)?.into_iter().filter(|(k, _)| models.contains(k)) {
+                match per_model.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, all)) => all.push(rows),
+                    None => per_model.push((kind, vec![rows])),
+                }
+            }
+        }
+        for (kind, all) in per_model {
+            let steps: Vec<i64> = all[0].iter().map(|r| r.step).collect();
+            let points = steps
+                .iter()
+                .filter_map(|&step| {
+                    let at: Vec<&EvalRow> = all.iter().filter_map(|rows| rows.iter().find(|r| r.step == step)).collect();
+                    let bits: Vec<f64> = at.iter().map(|r| r.val_bits_per_char()).collect();
+                    let n = at.len() as f64;
+                    (at.len() == all.len()).then(|| {
+                        let mean = bits.iter().sum::<f64>() / n;
+                        let (min, max) = bits.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                        (step as f64, at.iter().map(|r| r.elapsed_s).sum::<f64>() / n, mean, min, max)
+                    })
+                })
+                .collect();
+            let seeds = if all.len() > 1 { format!(", {} seeds", all.len()) } else { String::new() };
+            out.push(Compared { label: format!("{} {tokenizer}{seeds}", kind.to_string().to_uppercase()), kind, run: i, points });
+        }
+    }
+    Ok(out)
+}
+
+/// Draws val bits per character of `models` in `runs` against steps (left) and wall
+/// time (right) into `out` (.png or .svg): char and BPE runs on one axis, each run in its
+/// own line style, each model in its colour, seed bands where a run has several seeds.
+pub fn plot_comparison(runs: &[std::path::PathBuf], models: &[ModelKind], out: &Path) -> Result<()> {
+    let curves = read_compared(runs, models)?;
+    if curves.iter().all(|c| c.points.is_empty()) {
+        bail!("the runs have no evaluation rows to plot yet");
+    }
+    register_font();
+    let size = (1400, 560);
+    let tmp = temporary(out);
+    let drawn = match out.extension().and_then(|e| e.to_str()) {
+        Some("png") => draw_comparison(BitMapBackend::new(&tmp, size).into_drawing_area(), &curves),
+        Some("svg") => draw_comparison(SVGBackend::new(&tmp, size).into_drawing_area(), &curves),
+        _ => bail!("--out {}: give a .png or .svg file", out.display()),
+    };
+    if let Err(e) = drawn.and_then(|()| std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    crate::say!("wrote {}", out.display());
+    Ok(())
+}
+
+fn draw_comparison<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[Compared]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
+    root.fill(&WHITE).map_err(err)?;
+    let (left, right) = root.split_horizontally((50).percent_width());
+    let points = || curves.iter().flat_map(|c| c.points.iter());
+    let (lo, hi) = fitted(points().flat_map(|p| [p.3, p.4]), 0.06);
+    let hi = hi + 0.035 * (hi - lo) * curves.len() as f64; // room for the legend
+    for (area, by_time) in [(&left, false), (&right, true)] {
+        let x = |p: &(f64, f64, f64, f64, f64)| if by_time { p.1 } else { p.0 };
+        let (x0, x1) = fitted(points().map(x), 0.03);
+        let caption = if by_time { "val bits per character against wall time" } else { "val bits per character against step" };
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, lo..hi)
+            .map_err(err)?;
+        let x_desc = if by_time { "seconds of training (evaluations included; mean over seeds)" } else { "step" };
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("val bits per character")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(err)?;
+        for c in curves {
+            let color = color(c.kind);
+            if c.points.iter().any(|p| p.3 < p.4) {
+                let band: Vec<(f64, f64)> =
+                    c.points.iter().map(|p| (x(p), p.4)).chain(c.points.iter().rev().map(|p| (x(p), p.3))).collect();
+                chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(err)?;
+            }
+            let line: Vec<(f64, f64)> = c.points.iter().map(|p| (x(p), p.2)).collect();
+            let style = color.stroke_width(2);
+            let drawn = match c.run % 3 {
+                0 => chart.draw_series(LineSeries::new(line, style)),
+                1 => chart.draw_series(DashedLineSeries::new(line, 10, 5, style)),
+                _ => chart.draw_series(DashedLineSeries::new(line, 3, 4, style)),
+            };
+            let dash = c.run % 3;
+            drawn.map_err(err)?.label(c.label.clone()).legend(move |(x, y)| match dash {
+                0 => PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(2)),
+                1 => PathElement::new(vec![(x, y), (x + 10, y)], color.stroke_width(2)),
+                _ => PathElement::new(vec![(x, y), (x + 3, y)], color.stroke_width(2)),
+            });
+        }
+        legend(&mut chart)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -28,7 +28,7 @@ pub struct RunDir {
 /// The per-model files, as name suffixes after `v1.` .. `v10.`.
 const MODEL_FILES: [&str; 6] = ["csv", "sample.txt", "safetensors", "json", "resume.safetensors", "summary.json"];
 /// The run's own files.
-const RUN_FILES: [&str; 4] = ["run.json", "summary.csv", "loss.png", "loss.svg"];
+const RUN_FILES: [&str; 5] = ["run.json", "summary.csv", "loss.png", "loss.svg", crate::tokenizer::TOKENIZER_FILE];
 
 impl RunDir {
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -47,6 +47,17 @@ impl RunDir {
     }
     pub fn plot_svg(&self) -> PathBuf {
         self.path.join(RUN_FILES[3])
+    }
+    /// A BPE run's tokenizer (Hugging Face's `tokenizer.json`), beside the checkpoints.
+    pub fn tokenizer_json(&self) -> PathBuf {
+        self.path.join(RUN_FILES[4])
+    }
+    /// Writes a BPE run's tokenizer.json (a char run has none: its checkpoints hold the vocabulary).
+    pub fn write_tokenizer(&self, tokenizer: &crate::tokenizer::Tokenizer) -> Result<()> {
+        match tokenizer.bpe() {
+            Some(bpe) => checkpoint::write_atomic(&self.tokenizer_json(), bpe.to_json().as_bytes()),
+            None => Ok(()),
+        }
     }
     /// One row per evaluation.
     pub fn csv(&self, kind: ModelKind) -> PathBuf {
@@ -322,10 +333,28 @@ pub struct EvalRow {
     pub val_loss: f64,
     pub elapsed_s: f64,
     pub tokens_per_s: f64,
+    /// `val_loss` in bits per character (`crate::data::bits_per_char`): with `char` the
+    /// loss / ln 2 exactly; with a BPE an estimate, at the validation split's characters
+    /// per token (`chargpt eval` gives the exact figure). Absent from CSVs written before
+    /// chargpt had it ([`Self::val_bits_per_char`] fills those in for `char`).
+    #[serde(default = "nan")]
+    pub val_bits_per_char: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 impl EvalRow {
-    pub const HEADER: [&'static str; 5] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s"];
+    pub const HEADER: [&'static str; 6] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s", "val_bits_per_char"];
+
+    /// Bits per character, for a row of a char run written before chargpt recorded it too.
+    pub fn val_bits_per_char(&self) -> f64 {
+        match self.val_bits_per_char.is_nan() {
+            true => crate::data::bits_per_char(self.val_loss, 1.0),
+            false => self.val_bits_per_char,
+        }
+    }
 }
 
 /// One line of `summary.csv`.
@@ -341,11 +370,29 @@ pub struct Summary {
     pub final_loss_step: i64,
     pub mean_s_per_step: f64,
     pub tokens_per_s: f64,
+    /// `final_val_loss` in bits per character ([`EvalRow::val_bits_per_char`]).
+    #[serde(default = "nan")]
+    pub final_val_bits_per_char: f64,
+    /// The tokenizer (`char`, `bpe:N`), and the characters one training step sees.
+    #[serde(default)]
+    pub tokenizer: crate::data::TokenizerSpec,
+    #[serde(default = "nan")]
+    pub chars_per_step: f64,
 }
 
 impl Summary {
-    pub const HEADER: [&'static str; 7] =
-        ["model", "parameters", "final_train_loss", "final_val_loss", "final_loss_step", "mean_s_per_step", "tokens_per_s"];
+    pub const HEADER: [&'static str; 10] = [
+        "model",
+        "parameters",
+        "final_train_loss",
+        "final_val_loss",
+        "final_loss_step",
+        "mean_s_per_step",
+        "tokens_per_s",
+        "final_val_bits_per_char",
+        "tokenizer",
+        "chars_per_step",
+    ];
 }
 
 /// A finished model's summary, if its run folder says it finished all `steps`.
@@ -381,7 +428,8 @@ mod tests {
     fn every_file_has_one_name() {
         let run = RunDir::new("r");
         let name = |p: PathBuf| p.file_name().unwrap().to_string_lossy().to_string();
-        let mut written: Vec<String> = [run.run_json(), run.summary(), run.plot_png(), run.plot_svg()].into_iter().map(name).collect();
+        let mut written: Vec<String> =
+            [run.run_json(), run.summary(), run.plot_png(), run.plot_svg(), run.tokenizer_json()].into_iter().map(name).collect();
         for kind in ModelKind::ALL {
             let files =
                 [run.csv(kind), run.sample(kind), run.weights(kind), run.info_json(kind), run.resume_file(kind), run.model_summary(kind)];

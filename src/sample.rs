@@ -1,6 +1,7 @@
 //! Generation (docs/MODELS.md, "Generation"): one `multinomial` draw per character.
 
 use crate::models::Model;
+use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -89,6 +90,54 @@ pub fn generate(model: &Model, context: &[i64], n: usize, sampling: Sampling, mu
     tokens
 }
 
+/// Extends `context` until the drawn tokens decode to `chars` characters (cut there:
+/// a BPE token may hold several), passing `emit` each piece of text as soon as its
+/// characters are complete. With `char` that is exactly `chars` draws, the blog's
+/// `generate(idx, max_new_tokens)`. Returns the text, or None when `emit` stopped it.
+pub fn generate_text(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    context: &[i64],
+    chars: usize,
+    sampling: Sampling,
+    mut emit: impl FnMut(&str) -> ControlFlow<()>,
+) -> Option<String> {
+    let mut text = String::new();
+    let mut produced = 0;
+    if chars == 0 {
+        return Some(text);
+    }
+    let mut stream = tokenizer.stream();
+    let mut stopped = false;
+    generate(model, context, usize::MAX, sampling, |token| {
+        let piece: String = stream.push(token).chars().take(chars - produced).collect();
+        produced += piece.chars().count();
+        text.push_str(&piece);
+        let flow = if piece.is_empty() { ControlFlow::Continue(()) } else { emit(&piece) };
+        if produced == chars {
+            return ControlFlow::Break(()); // done, whatever `emit` said of the last piece
+        }
+        stopped = flow.is_break();
+        flow
+    });
+    (!stopped).then_some(text)
+}
+
+/// The context a sample starts from: the prompt's tokens, or the blog's token 1 (token 0
+/// for a one-character vocabulary). A prompt that encodes to no token is refused.
+pub fn start_context(tokenizer: &Tokenizer, prompt: Option<&str>) -> anyhow::Result<Vec<i64>> {
+    match prompt {
+        Some(p) if !p.is_empty() => {
+            let tokens = tokenizer.encode(p).context("the prompt cannot be encoded")?;
+            if tokens.is_empty() {
+                bail!("the prompt {p:?} encodes to no token; give a prompt with text in it, or none to start from token {START_TOKEN}");
+            }
+            Ok(tokens)
+        }
+        _ => Ok(vec![START_TOKEN.min(tokenizer.len() as i64 - 1)]),
+    }
+}
+
 /// What [`stream`] draws: `samples` samples of `chars` characters each, drawn as
 /// `sampling` says, and whether a newline ends the output.
 #[derive(Clone, Copy, Debug)]
@@ -104,16 +153,13 @@ pub struct Draws {
 /// sample.py does; a closed output (`| head -c 5`) stops the generation at once.
 pub fn stream(
     model: &Model,
-    vocab: &crate::data::Vocab,
+    tokenizer: &Tokenizer,
     prompt: Option<&str>,
     draws: Draws,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<()> {
     let Draws { chars: n, samples, sampling, end_with_newline } = draws;
-    let context = match prompt {
-        Some(p) if !p.is_empty() => vocab.encode(p).context("the prompt cannot be encoded")?,
-        _ => vec![START_TOKEN.min(vocab.len() as i64 - 1)],
-    };
+    let context = start_context(tokenizer, prompt)?;
     let failed = std::cell::RefCell::new(None);
     let mut emit = |text: &str| match write!(out, "{text}").and_then(|_| out.flush()) {
         Ok(()) => ControlFlow::Continue(()),
@@ -126,7 +172,7 @@ pub fn stream(
         if (i > 0 && emit("\n---------------\n").is_break()) || emit(prompt.unwrap_or("")).is_break() {
             break;
         }
-        generate(model, &context, n, sampling, |t| emit(&vocab.decode_one(t).to_string()));
+        generate_text(model, tokenizer, &context, n, sampling, &mut emit);
         if failed.borrow().is_some() {
             break;
         }

@@ -68,6 +68,8 @@ pub fn run(run: &RunDir, opts: &RunConfig, data: &Dataset, device: Device, stop:
         // may have been resumed on its own to more steps than the others).
         if run_dir::steps_left(&sub, &single.models, single.steps) {
             crate::checkpoint::write_atomic(&sub.run_json(), serde_json::to_string_pretty(&single)?.as_bytes())?;
+            // Each seed's checkpoints find their BPE beside them, as a single run's do.
+            sub.write_tokenizer(&data.tokenizer)?;
         }
         crate::say!("=== seed {seed} ({} of {}), in {}", i + 1, opts.seeds.len(), sub.path.display());
         if let Err(mut e) = train::run(&sub, &single, data, device, Arc::clone(&stop)) {
@@ -204,10 +206,23 @@ pub struct SeedSummary {
     /// Means over the seeds.
     pub mean_s_per_step: f64,
     pub tokens_per_s: f64,
+    /// The final val loss in bits per character (`Summary::final_val_bits_per_char`).
+    #[serde(default = "nan")]
+    pub val_bits_per_char_mean: f64,
+    #[serde(default = "nan")]
+    pub val_bits_per_char_std: f64,
+    #[serde(default)]
+    pub tokenizer: crate::data::TokenizerSpec,
+    #[serde(default = "nan")]
+    pub chars_per_step: f64,
+}
+
+fn nan() -> f64 {
+    f64::NAN
 }
 
 impl SeedSummary {
-    pub const HEADER: [&'static str; 18] = [
+    pub const HEADER: [&'static str; 22] = [
         "model",
         "parameters",
         "seeds",
@@ -226,6 +241,10 @@ impl SeedSummary {
         "val_loss_max_seed",
         "mean_s_per_step",
         "tokens_per_s",
+        "val_bits_per_char_mean",
+        "val_bits_per_char_std",
+        "tokenizer",
+        "chars_per_step",
     ];
 
     /// The line of one model from its (seed, summary) pairs; None when there are none.
@@ -233,6 +252,12 @@ impl SeedSummary {
         let spread = |f: fn(&Summary) -> f64| Spread::of(&done.iter().map(|(s, m)| (*s, f(m))).collect::<Vec<_>>());
         let (train, val) = (spread(|m| m.final_train_loss)?, spread(|m| m.final_val_loss)?);
         let (sps, tps) = (spread(|m| m.mean_s_per_step)?, spread(|m| m.tokens_per_s)?);
+        // Summaries of char runs written before chargpt kept bits per character: loss / ln 2.
+        let bits = |m: &Summary| match m.final_val_bits_per_char.is_nan() && m.tokenizer == crate::data::TokenizerSpec::Char {
+            true => crate::data::bits_per_char(m.final_val_loss, 1.0),
+            false => m.final_val_bits_per_char,
+        };
+        let bits = Spread::of(&done.iter().map(|(s, m)| (*s, bits(m))).collect::<Vec<_>>())?;
         let first = &done[0].1;
         Some(SeedSummary {
             model: first.model.clone(),
@@ -253,6 +278,10 @@ impl SeedSummary {
             val_loss_max_seed: val.max_seed,
             mean_s_per_step: sps.mean,
             tokens_per_s: tps.mean,
+            val_bits_per_char_mean: bits.mean,
+            val_bits_per_char_std: bits.std,
+            tokenizer: first.tokenizer,
+            chars_per_step: first.chars_per_step,
         })
     }
 }

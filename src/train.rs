@@ -126,14 +126,14 @@ impl<'a> Trainer<'a> {
         let ModelJob { kind, opts, data, device, run, .. } = *job;
         opts.precision.apply(device)?;
         tch::manual_seed(opts.seed);
-        let model = Model::with_implementation(kind, &opts.model_config(data.vocab.len() as i64), opts.implementation, device)?;
+        let model = Model::with_implementation(kind, &opts.model_config(data.tokenizer.len() as i64), opts.implementation, device)?;
         if job.verbose {
             crate::say!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
         }
         let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
-        let mut state = ResumeState::new(&model, data.vocab.as_string());
+        let mut state = ResumeState::new(&model, data.tokenizer.identity());
         if let Some(path) = run.map(|r| r.resume_file(kind)).filter(|p| p.exists()) {
-            state = resume::load(&path, &model, &mut opt, &data.vocab.as_string())
+            state = resume::load(&path, &model, &mut opt, &data.tokenizer.identity())
                 .and_then(|s| resume::check_progress(&s, opts.steps, &model).map(|()| s))
                 .with_context(|| format!("cannot resume {kind} from {}", path.display()))?;
             if job.verbose {
@@ -204,7 +204,11 @@ impl<'a> Trainer<'a> {
         ModelInfo {
             model: self.job.kind.to_string(),
             config: self.model.cfg.clone(),
-            vocab: self.job.data.vocab.as_string(),
+            vocab: match &self.job.data.tokenizer {
+                crate::data::Tokenizer::Char(vocab) => vocab.as_string(),
+                crate::data::Tokenizer::Bpe { .. } => String::new(),
+            },
+            tokenizer: self.job.data.tokenizer.record(),
             steps_done: self.state.steps_done,
             finished,
             chargpt_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -306,7 +310,8 @@ impl<'a> Trainer<'a> {
         let tokens_per_s = tokens / (self.state.train_seconds - self.last_eval.1).max(1e-9);
         self.last_eval = (self.state.steps_done, self.state.train_seconds);
         let elapsed_s = self.wall_seconds();
-        self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s });
+        let val_bits_per_char = crate::data::bits_per_char(val_loss, data.chars_per_token(Split::Val));
+        self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s, val_bits_per_char });
         self.progress.set_eval(train_loss, val_loss);
         if self.job.verbose {
             self.progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
@@ -328,14 +333,14 @@ impl<'a> Trainer<'a> {
     /// The sample after training, from token 1 (None when stopped while sampling).
     fn sample(&mut self) -> Option<String> {
         let ModelJob { kind, opts, data, .. } = *self.job;
-        // The blog starts from token 1; a one-character vocabulary only has token 0.
-        let start = [sample::START_TOKEN.min(data.vocab.len() as i64 - 1)];
+        let start = sample::start_context(&data.tokenizer, None).expect("no prompt, token 1");
         let mut bar = Progress::new(&format!("{kind} sample"), opts.generate_chars as u64, 0, "chars", self.job.verbose);
         let mut produced = 0u64;
         let stop = self.job.stop.clone();
-        let tokens = sample::generate(&self.model, &start, opts.generate_chars, sample::Sampling::default(), |_| {
+        let sampling = sample::Sampling::default();
+        let text = sample::generate_text(&self.model, &data.tokenizer, &start, opts.generate_chars, sampling, |piece| {
             test_hook_stop_during("sample", stop.as_deref());
-            produced += 1;
+            produced += piece.chars().count() as u64;
             bar.update(produced, None);
             match stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
                 true => ControlFlow::Break(()),
@@ -343,12 +348,12 @@ impl<'a> Trainer<'a> {
             }
         });
         bar.finish();
-        (tokens.len() == opts.generate_chars + 1).then(|| data.vocab.decode(&tokens[1..]))
+        text
     }
 
     /// Writes the finished model's sample, CSV, weights and summary.
     fn finish(mut self, text: String) -> Result<TrainedModel> {
-        let ModelJob { kind, opts, run, .. } = *self.job;
+        let ModelJob { kind, opts, run, data, .. } = *self.job;
         if self.job.verbose {
             crate::say!("--- {kind} sample ---\n{text}\n---");
         }
@@ -362,6 +367,9 @@ impl<'a> Trainer<'a> {
             final_loss_step: last.map_or(-1, |r| r.step),
             mean_s_per_step: self.state.train_seconds / opts.steps as f64,
             tokens_per_s: tokens_per_step * opts.steps as f64 / self.state.train_seconds.max(1e-9),
+            final_val_bits_per_char: last.map_or(f64::NAN, EvalRow::val_bits_per_char),
+            tokenizer: data.tokenizer.spec(),
+            chars_per_step: tokens_per_step * data.chars_per_token(Split::Train),
         };
         if let Some(run) = run {
             checkpoint::write_atomic(&run.sample(kind), text.as_bytes())?;

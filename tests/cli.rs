@@ -20,7 +20,12 @@ fn train_generate_eval_end_to_end() {
     assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,final_loss_step,mean_s_per_step,tokens_per_s"));
     assert_eq!(summary.lines().count(), 4);
     let csv = fs::read_to_string(out.join("v10.csv")).unwrap();
-    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s\n20,"), "{csv}");
+    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s,val_bits_per_char\n20,"), "{csv}");
+    // With characters, bits per character are the loss over ln 2, exactly.
+    for row in csv.lines().skip(1) {
+        let f: Vec<f64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(f[5], f[2] / 1.0 / std::f64::consts::LN_2, "{row}");
+    }
 
     let ckpt = out.join("v10.safetensors");
     let ckpt = ckpt.to_str().unwrap();

@@ -26,7 +26,7 @@ fn train(kind: ModelKind, opts: &RunConfig, data: &Dataset) -> chargpt::train::T
 fn a_few_hundred_steps_bring_the_loss_well_below_ln_v() {
     let _turn = chargpt::rng::lock();
     let data = Dataset::new(&text());
-    let ln_v = (data.vocab.len() as f64).ln();
+    let ln_v = (data.tokenizer.len() as f64).ln();
     for kind in [ModelKind::V1, ModelKind::V5, ModelKind::V10] {
         let opts = RunConfig { lr: 1e-2, ..options(301, 1) };
         let t = train(kind, &opts, &data);
@@ -59,7 +59,8 @@ fn checkpoint_save_load_gives_identical_logits() {
         let info = ModelInfo {
             model: kind.to_string(),
             config: t.model.cfg.clone(),
-            vocab: data.vocab.as_string(),
+            vocab: data.tokenizer.identity(),
+            tokenizer: None,
             steps_done: 3,
             finished: true,
             chargpt_version: "test".into(),
@@ -71,8 +72,8 @@ fn checkpoint_save_load_gives_identical_logits() {
         checkpoint::save_model(&path, &t.model, &info).unwrap();
         let (loaded, vocab, read) = checkpoint::load_model(&path, Device::Cpu).unwrap();
         assert_eq!(read, info);
-        assert_eq!(vocab, data.vocab);
-        let idx = Tensor::randint(data.vocab.len() as i64, [2, 16], (Kind::Int64, Device::Cpu));
+        assert_eq!(vocab.identity(), data.tokenizer.identity());
+        let idx = Tensor::randint(data.tokenizer.len() as i64, [2, 16], (Kind::Int64, Device::Cpu));
         assert!(t.model.forward(&idx, false).equal(&loaded.forward(&idx, false)), "{kind}");
         let names = |m: &Model| m.state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(names(&t.model), names(&loaded));
