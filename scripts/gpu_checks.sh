@@ -28,7 +28,7 @@
 #   start of the machine                                   ~1.5 min (outside the script)
 #   1. device: nvidia-smi, CUDA seen, fp32/tf32/bf16 8192^3 matmuls      ~10 s
 #   2. parity on CUDA, faithful and fast (tiny reference models)          ~20 s
-#   2b. the random streams: six tiny trainings (CUDA start ~5 s each)     ~40 s
+#   2b. the random streams: eight tiny trainings, two of them BPE (CUDA start ~5 s each) ~50 s
 #   3. benchmark, blog configuration, V1..V10, one process per side and round (a CUDA
 #      process start is ~5 s): TF32 2 rounds x 3 sides x (5 s + 10 x ~1 s) ~90 s, bf16 one
 #      round ~45 s, torch.compile of V10 (capped at 90 s)                ~4 min
@@ -135,6 +135,12 @@ if wants rng; then
   phase rng-first-half "$BIN" train "${RNG_ARGS[@]}" --models v10 --steps 21 --device "$DEV" --out "$RNG_DIR/v10-resumed"
   phase rng-resumed "$BIN" train --resume "$RNG_DIR/v10-resumed" --steps 41 --no-plot
   phase rng-resume-continues "$PY" scripts/compare_runs.py "$RNG_DIR/v10-resumed" "$RNG_DIR/v10-straight" --model v10 --rel 1e-4 --rng
+  # A BPE run (--tokenizer bpe:300): the same tokenizer.json whatever the device, and V1 on
+  # the very batches of its CPU run, as with characters.
+  phase rng-bpe-on-device "$BIN" train "${RNG_ARGS[@]}" --models v1 --steps 41 --tokenizer bpe:300 --device "$DEV" --out "$RNG_DIR/bpe-dev"
+  phase rng-bpe-on-cpu "$BIN" train "${RNG_ARGS[@]}" --models v1 --steps 41 --tokenizer bpe:300 --device cpu --out "$RNG_DIR/bpe-cpu"
+  phase rng-bpe-equal bash -c "cmp $RNG_DIR/bpe-dev/tokenizer.json $RNG_DIR/bpe-cpu/tokenizer.json \
+    && $PY scripts/compare_runs.py $RNG_DIR/bpe-dev $RNG_DIR/bpe-cpu --model v1 --rel 1e-4"
   phase rng-recorded bash -c "grep -q '\"threads\"' $RNG_DIR/v10-straight/run.json && grep -q '\"libtorch\": \"2.11.0\"' $RNG_DIR/v10-straight/run.json \
     && grep -q '\"device\": \"$DEV\"' $RNG_DIR/v10-straight/v10.json && cat $RNG_DIR/v10-straight/run.json"
 fi
