@@ -42,6 +42,7 @@ fn the_gpu_checks_rehearse_on_the_cpu() {
         "parity-fast rc=0",
         "rng-batches-equal rc=0",
         "rng-resume-continues rc=0",
+        "rng-bpe-equal rc=0",
         "rng-recorded rc=0",
         "bench-fp32 rc=0",
     ] {
