@@ -98,6 +98,20 @@ where
 
 type LossChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
+/// A chart on `area` with a caption and the house margins, over the ranges `x` and `y`.
+fn chart_on<'a, DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, caption: &str, x: (f64, f64), y: (f64, f64)) -> Result<LossChart<'a, DB>>
+where
+    DB::ErrorType: 'static,
+{
+    ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x.0..x.1, y.0..y.1)
+        .map_err(|e| anyhow::anyhow!("drawing failed: {e}"))
+}
+
 /// A model's (val or mean val) curve: its colour, markers at the evaluations, a legend entry.
 fn model_line<'a, 'b, DB: DrawingBackend + 'a + 'b>(
     chart: &'b mut LossChart<'a, DB>,
@@ -250,13 +264,7 @@ where
         1 => "val loss of 1 seed (more seeds: line the mean, band min–max)".to_string(),
         n => format!("val loss over {n} seeds (line: mean, band: min–max, faint: each seed)"),
     };
-    let mut chart = ChartBuilder::on(&left)
-        .caption(caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(x0..x1, lo..hi)
-        .map_err(err)?;
+    let mut chart = chart_on(&left, &caption, (x0, x1), (lo, hi))?;
     chart.configure_mesh().x_desc("step").y_desc("val loss").x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(err)?;
     for m in models {
         let color = color(m.kind);
@@ -439,13 +447,7 @@ where
         let x = |p: &(f64, f64, f64, f64, f64)| if by_time { p.1 } else { p.0 };
         let (x0, x1) = fitted(points().map(x), 0.03);
         let caption = if by_time { "val bits per character against wall time" } else { "val bits per character against step" };
-        let mut chart = ChartBuilder::on(area)
-            .caption(caption, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(x0..x1, lo..hi)
-            .map_err(err)?;
+        let mut chart = chart_on(area, caption, (x0, x1), (lo, hi))?;
         let x_desc = if by_time { "seconds of training (evaluations included; mean over seeds)" } else { "step" };
         chart
             .configure_mesh()
