@@ -172,7 +172,7 @@ fn the_table_of_the_longer_run_comes_from_its_csvs() {
     let results = fs::read_to_string(root().join("docs/RESULTS.md")).unwrap();
     let run = chargpt::run_dir::RunDir::new(root().join("results/shakespeare-cpu-10k"));
     let seeds = run.seed_runs();
-    assert!(seeds.len() >= 2, "the committed seeds: {seeds:?}");
+    assert_eq!(seeds.len(), 3, "the committed seeds: {seeds:?}");
     let mut rows = 0;
     for (seed, sub) in seeds {
         // The models this seed finished (its top summary counts the same ones).
@@ -189,5 +189,5 @@ fn the_table_of_the_longer_run_comes_from_its_csvs() {
             assert!(results.contains(&row), "docs/RESULTS.md lacks the row {row}");
         }
     }
-    assert!(rows >= 5, "V8 and V9 of two seeds, V10 of one at least: {rows} rows");
+    assert_eq!(rows, 9, "V8, V9 and V10 of three seeds: {rows} rows");
 }
