@@ -179,6 +179,8 @@ fn a_bpe_model_generates_and_evaluates_any_text() {
     let out = ok(&["generate", "--checkpoint", ckpt, "--prompt", prompt, "--chars", "50"]).stdout;
     assert!(out.starts_with(prompt), "{out}");
     assert_eq!(out.trim_end_matches('\n').chars().count(), prompt.chars().count() + 50, "{out:?}");
+    let again = ok(&["generate", "--checkpoint", ckpt, "--like-training"]).stdout;
+    assert_eq!(again, std::fs::read_to_string(run.join("v3.sample.txt")).unwrap(), "--like-training draws the training sample again");
     let a = ok(&["generate", "--checkpoint", ckpt, "--chars", "30", "--seed", "9"]).stdout;
     let b = ok(&["generate", "--checkpoint", ckpt, "--chars", "30", "--seed", "9", "--prompt", ""]).stdout;
     assert_eq!(a, b, "no prompt and an empty one both start from token 1, deterministically for a seed");
