@@ -381,6 +381,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Bits per character, for the summary of a char run written before chargpt recorded it too.
+    pub fn val_bits_per_char(&self) -> f64 {
+        match self.final_val_bits_per_char.is_nan() && self.tokenizer == crate::data::TokenizerSpec::Char {
+            true => crate::data::bits_per_char(self.final_val_loss, 1.0),
+            false => self.final_val_bits_per_char,
+        }
+    }
+
     pub const HEADER: [&'static str; 10] = [
         "model",
         "parameters",

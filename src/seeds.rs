@@ -252,12 +252,7 @@ impl SeedSummary {
         let spread = |f: fn(&Summary) -> f64| Spread::of(&done.iter().map(|(s, m)| (*s, f(m))).collect::<Vec<_>>());
         let (train, val) = (spread(|m| m.final_train_loss)?, spread(|m| m.final_val_loss)?);
         let (sps, tps) = (spread(|m| m.mean_s_per_step)?, spread(|m| m.tokens_per_s)?);
-        // Summaries of char runs written before chargpt kept bits per character: loss / ln 2.
-        let bits = |m: &Summary| match m.final_val_bits_per_char.is_nan() && m.tokenizer == crate::data::TokenizerSpec::Char {
-            true => crate::data::bits_per_char(m.final_val_loss, 1.0),
-            false => m.final_val_bits_per_char,
-        };
-        let bits = Spread::of(&done.iter().map(|(s, m)| (*s, bits(m))).collect::<Vec<_>>())?;
+        let bits = spread(Summary::val_bits_per_char)?;
         let first = &done[0].1;
         Some(SeedSummary {
             model: first.model.clone(),
