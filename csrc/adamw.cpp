@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "shim.h"
 
@@ -42,6 +43,31 @@ int chargpt_adamw_update(at::Tensor* param, at::Tensor* exp_avg, at::Tensor* exp
     double bias_correction2_sqrt = std::sqrt(bias_correction2);
     at::Tensor denom = (exp_avg_sq->sqrt() / bias_correction2_sqrt).add_(eps);
     param->addcdiv_(*exp_avg, denom, -step_size);
+    return 0;
+  });
+}
+
+// The fast path's update: every parameter at once through libtorch's fused AdamW
+// (`torch.optim.AdamW(fused=True)`): one pass per tensor over param, grad and both
+// moments, instead of eight kernels per tensor. `steps[i]` is parameter i's step count,
+// already incremented. Returns 0, or -1 on a libtorch error (chargpt_last_error says why).
+int chargpt_fused_adamw(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, const int64_t* steps,
+                        int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay) {
+  return chargpt::guarded(-1, [&] {
+    std::vector<at::Tensor> ps, gs, ms, vs, ts;
+    for (int64_t i = 0; i < n; i++) {
+      TORCH_CHECK(params[i]->defined() && exp_avgs[i]->defined() && exp_avg_sqs[i]->defined(), "AdamW: undefined tensor");
+      TORCH_CHECK(params[i]->grad().defined(), "AdamW: the parameter has no gradient");
+      TORCH_CHECK(steps[i] >= 1, "AdamW: step must be at least 1, got ", steps[i]);
+      ps.push_back(*params[i]);
+      gs.push_back(params[i]->grad());
+      ms.push_back(*exp_avgs[i]);
+      vs.push_back(*exp_avg_sqs[i]);
+      ts.push_back(at::scalar_tensor((double)steps[i], params[i]->options().dtype(at::kFloat)));
+    }
+    c10::NoGradGuard no_grad;
+    at::_fused_adamw_(ps, gs, ms, vs, {}, ts, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
+                      /*maximize=*/false);
     return 0;
   });
 }

@@ -6,7 +6,7 @@ use crate::device::DeviceKind;
 use crate::layers::Config;
 use crate::model_kind::ModelKind;
 use crate::models::{Implementation, Model};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, Update};
 use crate::precision::Precision;
 use crate::presets::Preset;
 use crate::sample::{self, Sampling};
@@ -99,7 +99,7 @@ impl StepBench {
     pub fn new(kind: ModelKind, cfg: &Config, implementation: Implementation, batch_size: i64, device: Device) -> Result<Self> {
         tch::manual_seed(0);
         let model = Model::with_implementation(kind, cfg, implementation, device)?;
-        let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4));
+        let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4), Update::of(implementation));
         let shape = [batch_size, cfg.block_size];
         let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
         let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));

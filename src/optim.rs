@@ -1,7 +1,8 @@
-//! AdamW exactly as `torch.optim.AdamW` computes it (single-tensor path, PyTorch's
-//! defaults), with its state in our hands so that it can be saved and resumed; tch's
-//! wrapper around the C++ optimiser keeps the moments out of reach. The per-tensor
-//! update runs in `csrc/adamw.cpp`, op for op as PyTorch's Python code issues it.
+//! AdamW exactly as `torch.optim.AdamW` computes it (PyTorch's defaults), with its state
+//! in our hands so that it can be saved and resumed; tch's wrapper around the C++
+//! optimiser keeps the moments out of reach. The update runs in `csrc/adamw.cpp`: for the
+//! faithful path op for op as PyTorch's single-tensor Python code issues it, for the fast
+//! path as `AdamW(fused=True)` does it (one libtorch call for every parameter).
 
 use crate::ffi::LibtorchError;
 use std::collections::BTreeMap;
@@ -20,6 +21,28 @@ impl AdamWConfig {
     /// PyTorch's defaults (betas 0.9/0.999, eps 1e-8, weight decay 0.01) at `lr`.
     pub fn pytorch_default(lr: f64) -> Self {
         AdamWConfig { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01 }
+    }
+}
+
+/// How [`AdamW::step`] computes the update; the formula and the state are the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// `torch.optim.AdamW`'s default single-tensor algorithm, eight kernels per parameter
+    /// in PyTorch's order: the faithful path, whose parity is exact.
+    SingleTensor,
+    /// libtorch's fused multi-tensor kernel (`_fused_adamw_`, what `AdamW(fused=True)`
+    /// runs): one pass per parameter, all parameters in one call. The fast path's; its
+    /// last bits may differ from the single-tensor order's.
+    Fused,
+}
+
+impl Update {
+    /// The update each implementation trains with.
+    pub fn of(implementation: crate::models::Implementation) -> Self {
+        match implementation {
+            crate::models::Implementation::Faithful => Update::SingleTensor,
+            crate::models::Implementation::Fast => Update::Fused,
+        }
     }
 }
 
@@ -43,17 +66,30 @@ extern "C" {
         weight_decay: f64,
         step: i64,
     ) -> i32;
+    fn chargpt_fused_adamw(
+        params: *const *mut torch_sys::C_tensor,
+        exp_avgs: *const *mut torch_sys::C_tensor,
+        exp_avg_sqs: *const *mut torch_sys::C_tensor,
+        steps: *const i64,
+        n: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    ) -> i32;
 }
 
 pub struct AdamW {
     pub cfg: AdamWConfig,
+    pub update: Update,
     params: Vec<(String, Tensor)>,
     pub state: BTreeMap<String, ParamState>,
 }
 
 impl AdamW {
-    pub fn new(params: Vec<(String, Tensor)>, cfg: AdamWConfig) -> Self {
-        AdamW { cfg, params, state: BTreeMap::new() }
+    pub fn new(params: Vec<(String, Tensor)>, cfg: AdamWConfig, update: Update) -> Self {
+        AdamW { cfg, update, params, state: BTreeMap::new() }
     }
 
     /// `optimizer.zero_grad()` with PyTorch's default `set_to_none=True`: the next backward
@@ -72,6 +108,7 @@ impl AdamW {
     /// (the unused top-level `ff` of V7..V10) is skipped, as PyTorch skips `grad is None`.
     pub fn step(&mut self) -> Result<(), LibtorchError> {
         let c = self.cfg;
+        let mut fused = Vec::new();
         for (name, p) in &mut self.params {
             if !p.grad().defined() {
                 continue;
@@ -82,6 +119,10 @@ impl AdamW {
                 exp_avg_sq: p.zeros_like(),
             });
             st.step += 1;
+            if self.update == Update::Fused {
+                fused.push((p.as_mut_ptr(), st.exp_avg.as_mut_ptr(), st.exp_avg_sq.as_mut_ptr(), st.step));
+                continue;
+            }
             // SAFETY: the three pointers are live tensors of this parameter and its state;
             // the C++ side checks shapes and the gradient and catches every exception.
             let rc = unsafe {
@@ -99,7 +140,31 @@ impl AdamW {
             };
             crate::ffi::check(rc.into(), &format!("AdamW update of {name}"))?;
         }
-        Ok(())
+        if fused.is_empty() {
+            return Ok(());
+        }
+        let params: Vec<_> = fused.iter().map(|f| f.0).collect();
+        let exp_avgs: Vec<_> = fused.iter().map(|f| f.1).collect();
+        let exp_avg_sqs: Vec<_> = fused.iter().map(|f| f.2).collect();
+        let steps: Vec<i64> = fused.iter().map(|f| f.3).collect();
+        // SAFETY: every pointer is a live tensor owned by `self.params` or `self.state`,
+        // neither of which changes during the call; the four arrays have `n` entries; the
+        // C++ side checks the gradients and catches every exception.
+        let rc = unsafe {
+            chargpt_fused_adamw(
+                params.as_ptr(),
+                exp_avgs.as_ptr(),
+                exp_avg_sqs.as_ptr(),
+                steps.as_ptr(),
+                steps.len() as i64,
+                c.lr,
+                c.beta1,
+                c.beta2,
+                c.eps,
+                c.weight_decay,
+            )
+        };
+        crate::ffi::check(rc.into(), "fused AdamW update")
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {
@@ -131,7 +196,8 @@ mod tests {
     }
 
     /// Gradients of very different sizes (1e-8 is where eps matters), changing sign from
-    /// step to step (where the betas matter), and a large lr (where weight decay shows).
+    /// step to step (where the betas matter), and a large lr (where weight decay shows):
+    /// both updates follow the formula.
     #[test]
     fn four_steps_follow_the_formula_with_pytorch_defaults() {
         let cfg = AdamWConfig::pytorch_default(0.5);
@@ -142,37 +208,88 @@ mod tests {
             vec![3e-8, -0.5, 0.5, 2e-6, -1.0, -1e-8],
             vec![1e-8, 0.2, -0.1, 1e-6, 2.0, 2e-8],
         ];
-        let param = Tensor::from_slice(&p0).to_kind(Kind::Float).set_requires_grad(true);
-        let mut opt = AdamW::new(vec![("w".into(), param.shallow_clone())], cfg);
-        for g in &grads {
-            opt.zero_grad().unwrap();
-            let g = Tensor::from_slice(g).to_kind(Kind::Float);
-            (&param * g).sum(Kind::Float).backward();
-            opt.step().unwrap();
-        }
-        let ours = Vec::<f64>::try_from(param.detach().to_kind(Kind::Double)).unwrap();
         let expected = adamw_f64(&p0, &grads, cfg);
-        for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "element {i}: {a} vs the formula's {b}");
+        for update in [Update::SingleTensor, Update::Fused] {
+            let param = Tensor::from_slice(&p0).to_kind(Kind::Float).set_requires_grad(true);
+            let mut opt = AdamW::new(vec![("w".into(), param.shallow_clone())], cfg, update);
+            for g in &grads {
+                opt.zero_grad().unwrap();
+                let g = Tensor::from_slice(g).to_kind(Kind::Float);
+                (&param * g).sum(Kind::Float).backward();
+                opt.step().unwrap();
+            }
+            let ours = Vec::<f64>::try_from(param.detach().to_kind(Kind::Double)).unwrap();
+            for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{update:?}, element {i}: {a} vs the formula's {b}");
+            }
+            assert_eq!(opt.state["w"].step, 4, "{update:?}");
         }
         assert_eq!((cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay), (0.9, 0.999, 1e-8, 0.01), "PyTorch's defaults");
+    }
+
+    /// The fused update over many parameters of different shapes, some without a
+    /// gradient, follows the single-tensor one step for step (to float rounding), moments
+    /// included, and leaves the gradient-less ones alone.
+    #[test]
+    fn the_fused_update_follows_the_single_tensor_one() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(7);
+        let shapes: [&[i64]; 5] = [&[3], &[4, 5], &[128], &[2, 3, 4], &[1]];
+        let init: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu))).collect();
+        let grads: Vec<Vec<Tensor>> =
+            (0..5).map(|_| shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu))).collect()).collect();
+        let run = |update: Update| {
+            let params: Vec<(String, Tensor)> =
+                init.iter().enumerate().map(|(i, t)| (format!("p{i}"), t.copy().set_requires_grad(true))).collect();
+            let mut opt =
+                AdamW::new(params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), AdamWConfig::pytorch_default(0.1), update);
+            for step in &grads {
+                opt.zero_grad().unwrap();
+                // p3 never has a gradient.
+                let loss = params
+                    .iter()
+                    .zip(step)
+                    .filter(|((n, _), _)| n != "p3")
+                    .map(|((_, p), g)| (p * g).sum(Kind::Float))
+                    .fold(Tensor::zeros([], (Kind::Float, Device::Cpu)), |a, b| a + b);
+                loss.backward();
+                opt.step().unwrap();
+            }
+            let moments: Vec<Tensor> = opt.state.values().flat_map(|s| [s.exp_avg.copy(), s.exp_avg_sq.copy()]).collect();
+            (params.into_iter().map(|(_, t)| t.detach()).collect::<Vec<_>>(), moments)
+        };
+        let (single, single_moments) = run(Update::SingleTensor);
+        let (fused, fused_moments) = run(Update::Fused);
+        for (i, (a, b)) in single.iter().zip(&fused).enumerate() {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= 1e-6, "p{i}: fused differs from single-tensor by {diff}");
+        }
+        assert!(fused[3].equal(&init[3]), "a parameter without a gradient is not touched");
+        assert_eq!(single_moments.len(), 8, "four parameters with state");
+        for (a, b) in single_moments.iter().zip(&fused_moments) {
+            assert!((a - b).abs().max().double_value(&[]) <= 1e-6);
+        }
+        assert!(!fused[0].equal(&init[0]), "the fused update moved the parameters");
     }
 
     /// A parameter whose gradient is None is skipped entirely, weight decay included (the
     /// unused `ff` of V7..V10), as PyTorch's AdamW does.
     #[test]
     fn a_parameter_without_gradient_is_not_decayed() {
-        let used = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let unused = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut opt = AdamW::new(
-            vec![("used".into(), used.shallow_clone()), ("unused".into(), unused.shallow_clone())],
-            AdamWConfig::pytorch_default(0.5),
-        );
-        opt.zero_grad().unwrap();
-        (&used * 2.0).sum(Kind::Float).backward();
-        opt.step().unwrap();
-        assert_eq!(Vec::<f32>::try_from(unused.detach()).unwrap(), [1.0, 1.0, 1.0]);
-        assert!(!opt.state.contains_key("unused"));
-        assert_ne!(Vec::<f32>::try_from(used.detach()).unwrap(), [1.0, 1.0, 1.0]);
+        for update in [Update::SingleTensor, Update::Fused] {
+            let used = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let unused = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let mut opt = AdamW::new(
+                vec![("used".into(), used.shallow_clone()), ("unused".into(), unused.shallow_clone())],
+                AdamWConfig::pytorch_default(0.5),
+                update,
+            );
+            opt.zero_grad().unwrap();
+            (&used * 2.0).sum(Kind::Float).backward();
+            opt.step().unwrap();
+            assert_eq!(Vec::<f32>::try_from(unused.detach()).unwrap(), [1.0, 1.0, 1.0], "{update:?}");
+            assert!(!opt.state.contains_key("unused"), "{update:?}");
+            assert_ne!(Vec::<f32>::try_from(used.detach()).unwrap(), [1.0, 1.0, 1.0], "{update:?}");
+        }
     }
 }

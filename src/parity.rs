@@ -7,7 +7,7 @@ use crate::data::Dataset;
 use crate::layers::Config;
 use crate::model_kind::ModelKind;
 use crate::models::{Implementation, Model};
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, Update};
 use crate::train::{self, ModelJob};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -226,7 +226,7 @@ pub fn check_adamw(
     let three_steps = |set_grads: &dyn Fn(&Model, i64) -> Result<()>| -> Result<Vec<(String, Tensor)>> {
         let model = Model::with_implementation(kind, &r.manifest.config, imp, device)?;
         model.load_state_dict(&Reference::group(t, "init"))?;
-        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr));
+        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr), Update::of(imp));
         for i in 0..3 {
             opt.zero_grad()?;
             set_grads(&model, i)?;

@@ -11,7 +11,7 @@ use crate::data::{Dataset, Split};
 use crate::eval::{estimate_loss_unless_stopped, evaluates_after};
 use crate::model_kind::ModelKind;
 use crate::models::Model;
-use crate::optim::{AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig, Update};
 use crate::progress::Progress;
 use crate::resume::{self, ResumeState};
 use crate::rng::{Generator, RngState};
@@ -130,7 +130,7 @@ impl<'a> Trainer<'a> {
         if job.verbose {
             crate::say!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
         }
-        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr));
+        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr), Update::of(opts.implementation));
         let mut state = ResumeState::new(&model, data.tokenizer.identity());
         if let Some(path) = run.map(|r| r.resume_file(kind)).filter(|p| p.exists()) {
             state = resume::load(&path, &model, &mut opt, &data.tokenizer.identity())
