@@ -35,6 +35,8 @@ pub struct Timing {
     pub budget_s: f64,
     pub generate_chars: usize,
     pub follow_load: bool,
+    /// Whether to time the step's matmul floor too (`crate::floor`).
+    pub floor: bool,
 }
 
 /// `chargpt bench`: one CSV line per model (the format scripts/bench.py reads).
@@ -46,7 +48,7 @@ pub fn print_steps(
     precision: Precision,
     timing: Timing,
 ) -> Result<()> {
-    let Timing { budget_s, generate_chars, follow_load } = timing;
+    let Timing { budget_s, generate_chars, follow_load, floor } = timing;
     let (cfg, batch) = bench_config(preset, 84);
     let threads = tch::get_num_threads();
     println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision");
@@ -64,7 +66,11 @@ pub fn print_steps(
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
         // The step's own matmuls, in the same process and threads (`crate::floor`).
         let gemm_kind = if precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
-        let floor_ms = crate::floor::floor_seconds(&crate::floor::step_gemms(&b.model, batch), device, gemm_kind, budget_s / 2.0) * 1e3;
+        let floor_ms = if floor {
+            crate::floor::floor_seconds(&crate::floor::step_gemms(&b.model, batch), device, gemm_kind, budget_s / 2.0) * 1e3
+        } else {
+            f64::NAN
+        };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
         let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
         println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision}");

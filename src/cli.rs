@@ -341,6 +341,9 @@ pub(crate) struct BenchArgs {
     /// Only measure the device's matmul rate at --precision (fp32, tf32 or bf16).
     #[arg(long)]
     pub(crate) matmul_peak: bool,
+    /// Skip the matmul floor (floor_ms NaN): a profile of the process then holds only steps.
+    #[arg(long)]
+    pub(crate) no_floor: bool,
     /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,

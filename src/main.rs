@@ -96,6 +96,7 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         budget_s: args.budget_s,
         generate_chars: args.generate_chars,
         follow_load: args.threads == chargpt::arithmetic::Threads::Auto,
+        floor: !args.no_floor,
     };
     chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }

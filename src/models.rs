@@ -18,8 +18,8 @@ pub enum Implementation {
     /// The blog's computation, head by head, op for op as PyTorch: the parity reference.
     #[default]
     Faithful,
-    /// Fused QKV, heads as a dimension, one-pass LayerNorm and dropout kernels: the same
-    /// function, faster (dropout masks drawn differently).
+    /// Fused QKV, heads as a dimension, one-pass LayerNorm and dropout kernels, fused
+    /// AdamW: the same function, faster (dropout masks drawn differently).
     Fast,
 }
 
