@@ -244,3 +244,49 @@ fn bpe_run_with(out: &Path, spec: &str) -> String {
     args.push("--force".into());
     ok(&strs(&args)).stdout
 }
+
+/// The tokenizer tables of the README and docs/TOKENIZERS.md are
+/// `scripts/tokenizer_table.py`'s output for the committed runs, line for line, and each
+/// run is the experiment's: V1, V6, V9 and V10, three seeds, the flags the docs give.
+#[test]
+fn the_tokenizer_tables_come_from_the_committed_runs() {
+    let runs: Vec<_> = ["char", "bpe-512", "bpe-2048"].iter().map(|r| root().join("results/tokenizers-cpu").join(r)).collect();
+    for (run, tokenizer) in runs.iter().zip(["char", "bpe:512", "bpe:2048"]) {
+        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        assert_eq!(cfg["tokenizer"], tokenizer, "{}", run.display());
+        assert_eq!(cfg["seeds"], serde_json::json!([1337, 1338, 1339]), "{}", run.display());
+        assert_eq!(cfg["models"], serde_json::json!(["v1", "v6", "v9", "v10"]), "{}", run.display());
+        assert_eq!((cfg["implementation"].as_str(), cfg["threads"].as_i64(), cfg["preset"].as_str()), (Some("fast"), Some(1), Some("cpu")));
+    }
+    let out = Command::new("python3")
+        .arg(root().join("scripts/tokenizer_table.py"))
+        .args(&runs)
+        .args(["--models", "v1,v6,v9,v10"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 2 + 12, "a header and 12 rows:\n{table}");
+    for doc in ["README.md", "docs/TOKENIZERS.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        for line in table.lines() {
+            assert!(text.lines().any(|l| l == line), "{doc} lacks the line of scripts/tokenizer_table.py:\n{line}");
+        }
+    }
+    // The comparison at equal characters seen (docs/TOKENIZERS.md): the char run's rows at
+    // its last step, each BPE run's at its first evaluation past the char run's total.
+    let out = Command::new("python3")
+        .arg(root().join("scripts/tokenizer_table.py"))
+        .args(&runs)
+        .args(["--models", "v1,v6,v9,v10", "--equal-chars"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let equal = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(equal.lines().count(), 2 + 12, "a header and 12 rows:\n{equal}");
+    assert!(equal.contains("| V9 | char | 3,000 | 6.14M |"), "{equal}");
+    let text = std::fs::read_to_string(root().join("docs/TOKENIZERS.md")).unwrap();
+    for line in equal.lines() {
+        assert!(text.lines().any(|l| l == line), "docs/TOKENIZERS.md lacks the line of --equal-chars:\n{line}");
+    }
+}
