@@ -6,7 +6,7 @@ milliseconds per step. results/PERF.md's breakdowns come from it.
 
 Run it pinned to cores nothing else uses (`taskset -c 0 python3 ...`): perf samples this
 process only, but a busy core slows the step it divides. Shares of a bucket are shares of
-all samples of the process, build and warm-up included (under 5% at a 20 s budget).
+all samples of the process, the model's build and the warm-up steps included.
 """
 import argparse
 import re
@@ -42,20 +42,16 @@ def main(argv=None):
     ap.add_argument("--threads", default="1")
     ap.add_argument("--budget-s", type=float, default=20.0)
     ap.add_argument("--config", default="cpu")
-    ap.add_argument("--binary-times-floor", action="store_true",
-                    help="for a binary without --no-floor: keep the samples of the first 60%% of the run "
-                         "(steps, then budget/2 of floor)")
     a = ap.parse_args(argv)
     with tempfile.NamedTemporaryFile(suffix=".perf") as data:
         bench = [a.binary, "bench", "--models", a.model, "--impl", a.impl, "--threads", a.threads, "--config", a.config,
-                 "--budget-s", str(a.budget_s), "--generate-chars", "0"] + ([] if a.binary_times_floor else ["--no-floor"])
+                 "--budget-s", str(a.budget_s), "--generate-chars", "0", "--no-floor"]
         rec = subprocess.run(["perf", "record", "-F", "999", "-o", data.name, "--"] + bench, capture_output=True, text=True)
         if rec.returncode != 0:
             sys.exit(f"error: perf record failed ({rec.returncode}): {rec.stderr.strip().splitlines()[-1:]}")
         row = rec.stdout.strip().splitlines()[-1].split(",")
         ms = float(row[3])
-        window = ["--time", "0%-60%"] if a.binary_times_floor else []
-        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "symbol", "--stdio", "-q"] + window,
+        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "symbol", "--stdio", "-q"],
                              capture_output=True, text=True, check=True)
     shares = {name: 0.0 for name, _ in BUCKETS}
     other, top_other = 0.0, []
