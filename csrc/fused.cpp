@@ -19,6 +19,16 @@
 // and then needs a compare and two multiplies. The seed is drawn from libtorch's default
 // CPU generator, so `manual_seed` fixes the masks and a saved generator state resumes
 // them; the backward regenerates the mask from the seed instead of storing it.
+//
+// 3. Causal self-attention of every head at once, on the fused QKV matmul's output as it
+// lies ([B, T, 3, H, head_size]): each (sequence, head)'s products are BLAS calls on
+// strided rows of that tensor, and its output and gradients are written straight into
+// [B, T, H * head_size] and [B, T, 3, H, head_size], so none of the permute, stack and
+// transpose copies that libtorch's batched matmuls need happen. The softmax and its
+// backward are libtorch's (vectorised) kernels, the dropout the one above. With S the
+// scaled scores, P = softmax(S + causal mask), Pd = dropout(P), Y = Pd V:
+//   dV = Pd^T dY,  dPd = dY V^T,  dP = dropout mask of dPd,  dS = P * (dP - rowsum(dP * P)),
+//   dQ = scale * dS K,  dK = scale * dS^T Q.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -37,6 +47,14 @@
 #else
 #define VECTOR_CLONES
 #endif
+
+// The BLAS libtorch's CPU matmuls run (MKL's sgemm in the PyTorch wheels), called
+// directly: a libtorch op per small product would cost more in dispatch than the product.
+// Weak, so that a libtorch without it still links; then the fast path keeps its batched
+// matmuls (chargpt_causal_attention_available says which).
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                       const float* beta, float* c, const int* ldc) __attribute__((weak));
 
 namespace {
 
@@ -199,14 +217,16 @@ void apply_dropout_mask(const at::Tensor& in, at::Tensor& out, uint64_t seed, do
   }
 }
 
+// A dropout call's seed: one draw from libtorch's default CPU generator.
+uint64_t draw_seed() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
+}
+
 struct FastDropout : public torch::autograd::Function<FastDropout> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, double p) {
-    uint64_t seed;
-    {
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      seed = at::check_generator<at::CPUGeneratorImpl>(gen)->random64();
-    }
+    const uint64_t seed = draw_seed();
     at::Tensor x = input.contiguous();
     at::Tensor y = at::empty_like(x);
     apply_dropout_mask(x, y, seed, p);
@@ -220,6 +240,115 @@ struct FastDropout : public torch::autograd::Function<FastDropout> {
     at::Tensor dx = at::empty_like(g);
     apply_dropout_mask(g, dx, (uint64_t)ctx->saved_data["seed"].toInt(), ctx->saved_data["p"].toDouble());
     return {dx, at::Tensor()};
+  }
+};
+
+// Row-major C[m, n] = alpha * op(A) op(B) + beta * C, where op transposes an operand
+// stored the other way round (A as [k, m], B as [n, k]) and ld* are row strides. A
+// column-major BLAS sees a row-major matrix as its transpose, so it computes C^T = op(B)^T op(A)^T.
+void gemm(bool a_transposed, bool b_transposed, int m, int n, int k, float alpha, const float* a, int lda,
+          const float* b, int ldb, float beta, float* c, int ldc) {
+  const char ta = b_transposed ? 'T' : 'N', tb = a_transposed ? 'T' : 'N';
+  sgemm_(&ta, &tb, &n, &m, &k, &alpha, b, &ldb, a, &lda, &beta, c, &ldc);
+}
+
+// Where one (sequence, head)'s rows of queries, keys and values start in the QKV output
+// [B, T, 3, H, hs], whose rows (one per position) are 3 * H * hs long.
+struct HeadRows {
+  int64_t t, h, hs, row;  // positions, heads, head width, row stride
+  int64_t first(int64_t bh, int which) const { return (bh / h) * t * row + which * h * hs + (bh % h) * hs; }
+  // Its output rows in [B, T, H * hs].
+  int64_t out(int64_t bh) const { return (bh / h) * t * h * hs + (bh % h) * hs; }
+};
+
+constexpr int kQuery = 0, kKey = 1, kValue = 2;
+
+struct CausalAttention : public torch::autograd::Function<CausalAttention> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, int64_t heads, double scale, double p) {
+    const at::Tensor qkv = input.contiguous();
+    const int64_t b = qkv.size(0), t = qkv.size(1), hs = qkv.size(2) / (3 * heads);
+    const HeadRows rows{t, heads, hs, 3 * heads * hs};
+    at::Tensor scores = at::empty({b, heads, t, t}, qkv.options());
+    at::Tensor y = at::empty({b, t, heads * hs}, qkv.options());
+    const float* in = qkv.data_ptr<float>();
+    float* sp = scores.data_ptr<float>();
+    const int ti = (int)t, hi = (int)hs, row = (int)rows.row;
+    // S = scale * Q K^T, then -inf above the diagonal (a position sees itself and the past).
+    at::parallel_for(0, b * heads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bh = begin; bh < end; ++bh) {
+        float* s = sp + bh * t * t;
+        gemm(false, true, ti, ti, hi, (float)scale, in + rows.first(bh, kQuery), row, in + rows.first(bh, kKey), row, 0.f,
+             s, ti);
+        for (int64_t i = 0; i < t; ++i)
+          for (int64_t j = i + 1; j < t; ++j) s[i * t + j] = -INFINITY;
+      }
+    });
+    at::Tensor probs = at::_softmax(scores, -1, false);
+    uint64_t seed = 0;
+    at::Tensor kept = probs;
+    if (p > 0) {
+      seed = draw_seed();
+      kept = at::empty_like(probs);
+      apply_dropout_mask(probs, kept, seed, p);
+    }
+    // Y = Pd V, written into the head's columns of [B, T, H * hs].
+    const float* kp = kept.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, b * heads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bh = begin; bh < end; ++bh) {
+        gemm(false, false, ti, hi, ti, 1.f, kp + bh * t * t, ti, in + rows.first(bh, kValue), row, 0.f, yp + rows.out(bh),
+             (int)(heads * hs));
+      }
+    });
+    ctx->save_for_backward({qkv, probs, kept});
+    ctx->saved_data["heads"] = heads;
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["seed"] = (int64_t)seed;
+    ctx->saved_data["p"] = p;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &qkv = saved[0], &probs = saved[1], &kept = saved[2];
+    const int64_t heads = ctx->saved_data["heads"].toInt();
+    const float scale = (float)ctx->saved_data["scale"].toDouble();
+    const double p = ctx->saved_data["p"].toDouble();
+    const int64_t b = qkv.size(0), t = qkv.size(1), hs = qkv.size(2) / (3 * heads);
+    const HeadRows rows{t, heads, hs, 3 * heads * hs};
+    const at::Tensor dy = grads[0].contiguous();
+    at::Tensor dqkv = at::empty_like(qkv);
+    at::Tensor dkept = at::empty_like(probs);
+    const float* in = qkv.data_ptr<float>();
+    const float* dyp = dy.data_ptr<float>();
+    const float* kp = kept.data_ptr<float>();
+    float* dp = dqkv.data_ptr<float>();
+    float* dkp = dkept.data_ptr<float>();
+    const int ti = (int)t, hi = (int)hs, row = (int)rows.row, width = (int)(heads * hs);
+    // dV = Pd^T dY and dPd = dY V^T.
+    at::parallel_for(0, b * heads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const float* g = dyp + rows.out(bh);
+        gemm(true, false, ti, hi, ti, 1.f, kp + bh * t * t, ti, g, width, 0.f, dp + rows.first(bh, kValue), row);
+        gemm(false, true, ti, ti, hi, 1.f, g, width, in + rows.first(bh, kValue), row, 0.f, dkp + bh * t * t, ti);
+      }
+    });
+    at::Tensor dprobs = dkept;
+    if (p > 0) {  // the same mask and scale as the forward's
+      dprobs = at::empty_like(dkept);
+      apply_dropout_mask(dkept, dprobs, (uint64_t)ctx->saved_data["seed"].toInt(), p);
+    }
+    const at::Tensor dscores = at::_softmax_backward_data(dprobs, probs, -1, at::kFloat);
+    const float* dsp = dscores.data_ptr<float>();
+    // dQ = scale * dS K and dK = scale * dS^T Q (dS is 0 above the diagonal, as P is).
+    at::parallel_for(0, b * heads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const float* ds = dsp + bh * t * t;
+        gemm(false, false, ti, hi, ti, scale, ds, ti, in + rows.first(bh, kKey), row, 0.f, dp + rows.first(bh, kQuery), row);
+        gemm(true, false, ti, hi, ti, scale, ds, ti, in + rows.first(bh, kQuery), row, 0.f, dp + rows.first(bh, kKey), row);
+      }
+    });
+    return {dqkv, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -260,4 +389,23 @@ at::Tensor* chargpt_fast_dropout(const at::Tensor* x, double p) {
     return new at::Tensor(FastDropout::apply(*x, p));
   });
 }
+
+// Causal attention of `heads` heads over qkv = [B, T, 3 * heads * head_size] (float32,
+// CPU; per position every head's query, then every key, then every value), scores scaled
+// by `scale`, attention-weight dropout p (0 <= p < 1; 0 for none). Returns [B, T, heads *
+// head_size], or null on a libtorch error.
+at::Tensor* chargpt_causal_attention(const at::Tensor* qkv, int64_t heads, double scale, double p) {
+  return chargpt::guarded<at::Tensor*>(nullptr, [&] {
+    TORCH_CHECK(sgemm_ != nullptr, "this libtorch has no sgemm_ for the fused attention");
+    check_cpu_float(*qkv, "attention input");
+    TORCH_CHECK(qkv->dim() == 3 && heads >= 1 && qkv->size(2) % (3 * heads) == 0 && qkv->size(2) > 0,
+                "attention input must be [B, T, 3 * heads * head_size] with ", heads, " heads, got ", qkv->sizes());
+    TORCH_CHECK(qkv->size(1) >= 1, "attention input has no positions");
+    TORCH_CHECK(p >= 0 && p < 1, "dropout probability must be in [0, 1), got ", p);
+    return new at::Tensor(CausalAttention::apply(*qkv, heads, scale, p));
+  });
+}
+
+// Whether chargpt_causal_attention can run: the linked libtorch has the BLAS it calls.
+int chargpt_causal_attention_available() { return sgemm_ != nullptr; }
 }

@@ -49,18 +49,24 @@ pub struct FusedHeads<'a> {
 /// the blog's scale (the input width, not the head width). Same function as the per-head
 /// loop; different dropout draws.
 ///
-/// On CUDA the attention is libtorch's fused `scaled_dot_product_attention`. On the CPU,
-/// where that kernel is slower than plain batched matmuls at these sizes (fwd+bwd of
-/// [32, 4, 64, 32]: 5.4 ms against 3.4-4.8 ms), the causal mask is added inside the
-/// scores' matmul (`baddbmm` of a 0/-inf bias) and the softmax and dropout follow.
+/// On the CPU in fp32 the attention is the one-pass kernel of `fused`, which reads the QKV
+/// output in place. On CUDA it is libtorch's fused `scaled_dot_product_attention`.
+/// Elsewhere (the portable kernels, bf16 on the CPU), where that kernel is slower than
+/// plain batched matmuls at these sizes (fwd+bwd of [32, 4, 64, 32]: 5.4 ms against
+/// 3.4-4.8 ms), the causal mask is added inside the scores' matmul (`baddbmm` of a 0/-inf
+/// bias) and the softmax and dropout follow.
 pub fn attention(x: &Tensor, heads: &FusedHeads, train: bool, kernels: Kernels) -> Tensor {
     let (b, t, c) = x.size3().expect("attention input is [B, T, C]");
     let h = heads.heads;
     let head_size = heads.weights[0].size()[0];
-    // [B, T, 3 (q, k, v), H, head_size]
-    let qkv = x.linear::<&Tensor>(&Tensor::cat(&heads.weights, 0), None).view([b, t, 3, h, head_size]);
     let scale = (c as f64).powf(-0.5);
     let p = if train { heads.dropout } else { 0.0 };
+    // [B, T, 3 (q, k, v) * H * head_size]
+    let qkv = x.linear::<&Tensor>(&Tensor::cat(&heads.weights, 0), None);
+    if kernels.fused_for(&qkv) && crate::fused::attention_available() {
+        return crate::fused::causal_attention(&qkv, h, scale, p);
+    }
+    let qkv = qkv.view([b, t, 3, h, head_size]);
     let y = if x.device().is_cuda() {
         let qkv = qkv.permute([2, 0, 3, 1, 4]); // [3, B, H, T, head_size], a view
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));

@@ -12,6 +12,8 @@ extern "C" {
         eps: f64,
     ) -> *mut torch_sys::C_tensor;
     fn chargpt_fast_dropout(x: *const torch_sys::C_tensor, p: f64) -> *mut torch_sys::C_tensor;
+    fn chargpt_causal_attention(qkv: *const torch_sys::C_tensor, heads: i64, scale: f64, p: f64) -> *mut torch_sys::C_tensor;
+    fn chargpt_causal_attention_available() -> std::os::raw::c_int;
 }
 
 /// Whether the one-pass kernels apply: fp32 tensors on the CPU.
@@ -38,6 +40,24 @@ pub fn blog_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> T
 pub fn dropout(x: &Tensor, p: f64) -> Tensor {
     // SAFETY: as for blog_layer_norm: a borrowed live tensor, checked and guarded in C++.
     checked("fused dropout", unsafe { chargpt_fast_dropout(x.as_ptr(), p) })
+}
+
+/// Whether [`causal_attention`] can run: it calls the BLAS inside libtorch (MKL's
+/// `sgemm_` in the PyTorch wheels), which another libtorch build may not carry.
+pub fn attention_available() -> bool {
+    // SAFETY: reads whether a weak symbol resolved; no arguments, no side effects.
+    unsafe { chargpt_causal_attention_available() != 0 }
+}
+
+/// Causal self-attention of `heads` heads on the fused QKV matmul's output `qkv`
+/// (`[B, T, 3 * heads * head_size]`: per position every head's query, then every key, then
+/// every value), scores scaled by `scale`, attention-weight dropout `p` in `[0, 1)` (masks
+/// as [`dropout`]'s), with autograd: `[B, T, heads * head_size]`, heads in order. The
+/// products are BLAS calls on the rows as they lie, so no operand or gradient is copied
+/// into a head-major layout. `qkv` must be fp32 on the CPU (the kernel checks, as above).
+pub fn causal_attention(qkv: &Tensor, heads: i64, scale: f64, p: f64) -> Tensor {
+    // SAFETY: as for blog_layer_norm: a borrowed live tensor, checked and guarded in C++.
+    checked("fused attention", unsafe { chargpt_causal_attention(qkv.as_ptr(), heads, scale, p) })
 }
 
 /// Takes ownership of the kernel's result, or raises the kernel's error.
@@ -138,6 +158,74 @@ mod tests {
         assert!(max_diff(&a, &b) > 0.0, "each call draws a new mask");
     }
 
+    /// Causal attention op by op, as the faithful heads compute it, on the fused layout.
+    fn attention_reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
+        let (b, t, width) = qkv.size3().unwrap();
+        let hs = width / (3 * heads);
+        let qkv = qkv.view([b, t, 3, heads, hs]);
+        let future = Tensor::ones([t, t], (Kind::Bool, Device::Cpu)).triu(1);
+        let outputs: Vec<Tensor> = (0..heads)
+            .map(|h| {
+                let (q, k, v) = (qkv.select(2, 0).select(2, h), qkv.select(2, 1).select(2, h), qkv.select(2, 2).select(2, h));
+                let w = (q.matmul(&k.transpose(-2, -1)) * scale).masked_fill(&future, f64::NEG_INFINITY).softmax(-1, Kind::Float);
+                w.matmul(&v)
+            })
+            .collect();
+        Tensor::cat(&outputs, -1)
+    }
+
+    /// Forward and the gradient of every query, key and value equal the op-by-op heads',
+    /// for odd sizes (3 sequences, 7 positions, 3 heads of width 5) and a single position.
+    #[test]
+    fn attention_and_its_gradients_match_the_heads_op_by_op() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(8);
+        for (b, t, heads, hs) in [(3, 7, 3, 5), (2, 1, 2, 4), (1, 16, 1, 8)] {
+            let qkv = Tensor::randn([b, t, 3 * heads * hs], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let upstream = Tensor::randn([b, t, heads * hs], (Kind::Float, Device::Cpu));
+            let scale = 0.3;
+            let (y0, y1) = (attention_reference(&qkv, heads, scale), causal_attention(&qkv, heads, scale, 0.0));
+            assert_eq!(y1.size(), [b, t, heads * hs]);
+            let rel = |a: &Tensor, e: &Tensor| max_diff(a, e) / e.abs().max().double_value(&[]);
+            assert!(rel(&y1, &y0) < 1e-5, "[{b}, {t}, {heads}x{hs}] forward differs by {:.2e}", rel(&y1, &y0));
+            let grad = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], &[&qkv], false, false).remove(0);
+            let (g0, g1) = (grad(&y0), grad(&y1));
+            // Per part (queries, keys, values), so that a small part's error is not hidden.
+            for (i, part) in ["queries", "keys", "values"].iter().enumerate() {
+                let (a, e) = (g1.view([b, t, 3, heads * hs]).select(2, i as i64), g0.view([b, t, 3, heads * hs]).select(2, i as i64));
+                let err = if t == 1 && i < 2 { max_diff(&a, &e) } else { rel(&a, &e) };
+                assert!(err < 1e-5, "[{b}, {t}, {heads}x{hs}] gradient of the {part} differs by {err:.2e}");
+            }
+        }
+    }
+
+    /// With dropout, the backward is the derivative of the forward with the same mask: a
+    /// central difference along a random direction (the seed fixed before each forward)
+    /// equals the gradient's projection on it.
+    #[test]
+    fn attention_dropout_backward_is_the_forward_s_derivative() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(9);
+        let (b, t, heads, hs) = (2, 12, 2, 4);
+        let qkv = Tensor::randn([b, t, 3 * heads * hs], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let upstream = Tensor::randn([b, t, heads * hs], (Kind::Float, Device::Cpu));
+        let direction = Tensor::randn([b, t, 3 * heads * hs], (Kind::Float, Device::Cpu));
+        let f = |x: &Tensor| {
+            tch::manual_seed(77);
+            (causal_attention(x, heads, 0.5, 0.4) * &upstream).sum(Kind::Float)
+        };
+        let g = Tensor::run_backward(&[f(&qkv)], &[&qkv], false, false).remove(0);
+        let along = (&g * &direction).sum(Kind::Float).double_value(&[]);
+        let eps = 1e-2;
+        let (plus, minus) = tch::no_grad(|| (f(&(&qkv + &direction * eps)), f(&(&qkv - &direction * eps))));
+        let numeric = (plus.double_value(&[]) - minus.double_value(&[])) / (2.0 * eps);
+        assert!((numeric - along).abs() < 1e-2 * along.abs().max(1.0), "numeric {numeric} against the gradient's {along}");
+        // The mask is drawn: another seed gives another output, and some weights are dropped.
+        tch::manual_seed(78);
+        let other = tch::no_grad(|| (causal_attention(&qkv, heads, 0.5, 0.4) * &upstream).sum(Kind::Float));
+        assert!((other.double_value(&[]) - f(&qkv).double_value(&[])).abs() > 1e-4, "the seed does not change the mask");
+    }
+
     /// The kernels read raw fp32 CPU memory: anything else is refused with libtorch's
     /// message (a `LibtorchError` panic), before any memory is read.
     #[test]
@@ -158,5 +246,9 @@ mod tests {
         assert!(msg.contains("[0, 1)"), "{msg}");
         let msg = refused(&|| dropout(&x.to_kind(Kind::Half), 0.5));
         assert!(msg.contains("float32"), "{msg}");
+        let msg = refused(&|| causal_attention(&Tensor::randn([2, 3, 10], (Kind::Float, Device::Cpu)), 2, 1.0, 0.0));
+        assert!(msg.contains("[B, T, 3 * heads * head_size] with 2 heads"), "{msg}");
+        let msg = refused(&|| causal_attention(&Tensor::randn([2, 3, 12], (Kind::Float, Device::Cpu)), 2, 1.0, 1.0));
+        assert!(msg.contains("[0, 1)"), "{msg}");
     }
 }
