@@ -29,13 +29,24 @@
 // scaled scores, P = softmax(S + causal mask), Pd = dropout(P), Y = Pd V:
 //   dV = Pd^T dY,  dPd = dY V^T,  dP = dropout mask of dPd,  dS = P * (dP - rowsum(dP * P)),
 //   dQ = scale * dS K,  dK = scale * dS^T Q.
+//
+// 4. The feed-forward layer, relu(x W1^T + b1) [W2^T + b2] [then dropout], as one
+// autograd node: its matmuls are libtorch's (no bias, so no bias copy into each output),
+// the bias, ReLU and dropout are applied in place in one pass each, and the backward masks
+// its gradient in place and sums the bias gradients in the same pass, over a fixed split
+// of rows (so they do not depend on the thread count). With h = relu(x W1^T + b1):
+//   dy' = dropout mask of dy,  db2 = colsum(dy'),  dW2 = dy'^T h,  dh = (dy' W2) * (h > 0),
+//   db1 = colsum(dh),  dW1 = dh^T x,  dx = dh W1.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "shim.h"
 
@@ -352,6 +363,116 @@ struct CausalAttention : public torch::autograd::Function<CausalAttention> {
   }
 };
 
+// Rows [begin, end) of y [n, d]: y = y + b, then max(y, 0) where `relu`.
+VECTOR_CLONES
+void add_bias_rows(float* yp, const float* bp, int64_t d, bool relu, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    float* yr = yp + i * d;
+    if (relu) {
+#pragma omp simd
+      for (int64_t j = 0; j < d; ++j) yr[j] = std::max(yr[j] + bp[j], 0.f);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < d; ++j) yr[j] += bp[j];
+    }
+  }
+}
+
+// y [n, d] += b in place, then ReLU where `relu`, in parallel over rows.
+void add_bias(at::Tensor& y, const at::Tensor& b, bool relu) {
+  const int64_t n = y.size(0), d = y.size(1);
+  float* yp = y.data_ptr<float>();
+  const float* bp = b.data_ptr<float>();
+  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) { add_bias_rows(yp, bp, d, relu, begin, end); });
+}
+
+// Rows [begin, end) of g [n, d]: g = 0 where h <= 0 (ReLU's backward, when h is given),
+// and the rows added to `sums`.
+VECTOR_CLONES
+void mask_and_sum_rows(float* gp, const float* hp, float* sums, int64_t d, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    float* gr = gp + i * d;
+    if (hp != nullptr) {
+      const float* hr = hp + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; ++j) gr[j] = hr[j] > 0.f ? gr[j] : 0.f;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) sums[j] += gr[j];
+  }
+}
+
+// The column sums of g [n, d] (a bias's gradient), with g first zeroed in place where
+// h <= 0 if h is defined, over chunks of kRowsPerChunk rows whatever the thread count.
+at::Tensor mask_and_sum(at::Tensor& g, const at::Tensor& h) {
+  const int64_t n = g.size(0), d = g.size(1);
+  const int64_t chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  at::Tensor partial = at::zeros({chunks, d}, g.options());
+  float* gp = g.data_ptr<float>();
+  const float* hp = h.defined() ? h.data_ptr<float>() : nullptr;
+  float* pp = partial.data_ptr<float>();
+  at::parallel_for(0, chunks, 1, [&](int64_t cbegin, int64_t cend) {
+    for (int64_t c = cbegin; c < cend; ++c)
+      mask_and_sum_rows(gp, hp, pp + c * d, d, c * kRowsPerChunk, std::min(n, (c + 1) * kRowsPerChunk));
+  });
+  return partial.sum(0);
+}
+
+struct FeedForward : public torch::autograd::Function<FeedForward> {
+  // No w2 and b2: FF1, relu(x W1^T + b1) (then p is 0). (Optional, not undefined: the
+  // autograd Function takes an undefined tensor for an input.)
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& w1, const at::Tensor& b1,
+                            const std::optional<at::Tensor>& w2_given, const std::optional<at::Tensor>& b2, double p) {
+    const at::Tensor w2 = w2_given.value_or(at::Tensor());
+    const at::Tensor x = input.contiguous().view({-1, input.size(-1)});
+    at::Tensor h = at::mm(x, w1.t());
+    add_bias(h, b1.contiguous(), true);
+    at::Tensor y = h;
+    uint64_t seed = 0;
+    if (w2.defined()) {
+      y = at::mm(h, w2.t());
+      add_bias(y, b2->contiguous(), false);
+      if (p > 0) {
+        seed = draw_seed();
+        apply_dropout_mask(y, y, seed, p);
+      }
+    }
+    ctx->save_for_backward({x, w1, h, w2});
+    ctx->saved_data["seed"] = (int64_t)seed;
+    ctx->saved_data["p"] = p;
+    std::vector<int64_t> sizes = input.sizes().vec();
+    sizes.back() = y.size(1);
+    return y.view(sizes);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w1 = saved[1], &h = saved[2], &w2 = saved[3];
+    const double p = ctx->saved_data["p"].toDouble();
+    const at::Tensor dy = grads[0].contiguous().view({x.size(0), -1});
+    at::Tensor dw2, db2, dh;
+    if (w2.defined()) {
+      at::Tensor g = at::empty_like(dy);
+      if (p > 0) {
+        apply_dropout_mask(dy, g, (uint64_t)ctx->saved_data["seed"].toInt(), p);
+      } else {
+        g.copy_(dy);
+      }
+      db2 = mask_and_sum(g, at::Tensor());
+      dw2 = at::mm(g.t(), h);
+      dh = at::mm(g, w2);
+    } else {
+      dh = dy.clone();
+    }
+    const at::Tensor db1 = mask_and_sum(dh, h);
+    const at::Tensor dw1 = at::mm(dh.t(), x);
+    const at::Tensor dx = at::mm(dh, w1);
+    std::vector<int64_t> sizes = grads[0].sizes().vec();
+    sizes.back() = x.size(1);
+    return {dx.view(sizes), dw1, db1, dw2, db2, at::Tensor()};
+  }
+};
+
 // The kernels read raw fp32 memory: refuse anything else before touching it.
 void check_cpu_float(const at::Tensor& t, const char* what) {
   TORCH_CHECK(t.defined(), what, " is undefined");
@@ -390,6 +511,33 @@ at::Tensor* chargpt_fast_dropout(const at::Tensor* x, double p) {
   });
 }
 
+// The feed-forward layer relu(x W1^T + b1), then `x W2^T + b2` and dropout p (0 <= p < 1)
+// when w2 is not null (float32, CPU; W as nn.Linear stores it, [out, in]). Returns a new
+// tensor, or null on a libtorch error.
+at::Tensor* chargpt_feed_forward(const at::Tensor* x, const at::Tensor* w1, const at::Tensor* b1, const at::Tensor* w2,
+                                 const at::Tensor* b2, double p) {
+  return chargpt::guarded<at::Tensor*>(nullptr, [&] {
+    check_cpu_float(*x, "feed-forward input");
+    check_cpu_float(*w1, "feed-forward weight");
+    check_cpu_float(*b1, "feed-forward bias");
+    TORCH_CHECK(x->dim() >= 2 && w1->dim() == 2 && w1->size(1) == x->size(-1) && b1->numel() == w1->size(0),
+                "feed-forward shapes do not fit: input ", x->sizes(), ", weight ", w1->sizes(), ", bias ", b1->sizes());
+    std::optional<at::Tensor> second_w, second_b;
+    if (w2 != nullptr) {
+      check_cpu_float(*w2, "feed-forward second weight");
+      check_cpu_float(*b2, "feed-forward second bias");
+      TORCH_CHECK(w2->dim() == 2 && w2->size(1) == w1->size(0) && b2->numel() == w2->size(0),
+                  "feed-forward second layer does not fit: weight ", w2->sizes(), ", bias ", b2->sizes(), " after ",
+                  w1->sizes());
+      second_w = *w2;
+      second_b = *b2;
+    }
+    TORCH_CHECK(p >= 0 && p < 1 && (w2 != nullptr || p == 0),
+                "dropout probability must be in [0, 1) (and 0 without a second layer), got ", p);
+    return new at::Tensor(FeedForward::apply(*x, *w1, *b1, second_w, second_b, p));
+  });
+}
+
 // Causal attention of `heads` heads over qkv = [B, T, 3 * heads * head_size] (float32,
 // CPU; per position every head's query, then every key, then every value), scores scaled
 // by `scale`, attention-weight dropout p (0 <= p < 1; 0 for none). Returns [B, T, heads *
@@ -405,6 +553,10 @@ at::Tensor* chargpt_causal_attention(const at::Tensor* qkv, int64_t heads, doubl
     return new at::Tensor(CausalAttention::apply(*qkv, heads, scale, p));
   });
 }
+
+// Whether CPU autocast is on on this thread: then the fused feed-forward does not apply
+// (its matmuls would autocast to bf16 under kernels that read fp32).
+int chargpt_cpu_autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCPU); }
 
 // Whether chargpt_causal_attention can run: the linked libtorch has the BLAS it calls.
 int chargpt_causal_attention_available() { return sgemm_ != nullptr; }

@@ -14,6 +14,15 @@ extern "C" {
     fn chargpt_fast_dropout(x: *const torch_sys::C_tensor, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_causal_attention(qkv: *const torch_sys::C_tensor, heads: i64, scale: f64, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_causal_attention_available() -> std::os::raw::c_int;
+    fn chargpt_cpu_autocast_enabled() -> std::os::raw::c_int;
+    fn chargpt_feed_forward(
+        x: *const torch_sys::C_tensor,
+        w1: *const torch_sys::C_tensor,
+        b1: *const torch_sys::C_tensor,
+        w2: *const torch_sys::C_tensor,
+        b2: *const torch_sys::C_tensor,
+        p: f64,
+    ) -> *mut torch_sys::C_tensor;
 }
 
 /// Whether the one-pass kernels apply: fp32 tensors on the CPU.
@@ -58,6 +67,26 @@ pub fn attention_available() -> bool {
 pub fn causal_attention(qkv: &Tensor, heads: i64, scale: f64, p: f64) -> Tensor {
     // SAFETY: as for blog_layer_norm: a borrowed live tensor, checked and guarded in C++.
     checked("fused attention", unsafe { chargpt_causal_attention(qkv.as_ptr(), heads, scale, p) })
+}
+
+/// Whether [`feed_forward`] serves `x`: fp32 on the CPU, outside bf16 autocast (under
+/// which its matmuls would produce bf16 for kernels that read fp32).
+pub fn feed_forward_applies(x: &Tensor) -> bool {
+    // SAFETY: reads libtorch's thread-local autocast flag; no arguments, cannot throw.
+    applies(x) && unsafe { chargpt_cpu_autocast_enabled() == 0 }
+}
+
+/// The feed-forward layer `relu(x W1^T + b1)`, then `W2^T + b2` and dropout `p` (masks as
+/// [`dropout`]'s) when `second` is `Some((W2, b2))`, as one autograd node: matmuls without
+/// a bias copy, bias, ReLU and dropout in place, bias gradients summed in the ReLU mask's
+/// pass over a fixed split of rows. Weights are `[out, in]` as `nn.Linear` stores them,
+/// everything fp32 on the CPU, `p` in `[0, 1)` and 0 without a second layer (the kernel
+/// checks, as above).
+pub fn feed_forward(x: &Tensor, w1: &Tensor, b1: &Tensor, second: Option<(&Tensor, &Tensor)>, p: f64) -> Tensor {
+    let (w2, b2) = second.map_or((std::ptr::null(), std::ptr::null()), |(w, b)| (w.as_ptr(), b.as_ptr()));
+    // SAFETY: as for blog_layer_norm: borrowed live tensors (or null for no second layer),
+    // checked and guarded in C++.
+    checked("fused feed-forward", unsafe { chargpt_feed_forward(x.as_ptr(), w1.as_ptr(), b1.as_ptr(), w2, b2, p) })
 }
 
 /// Takes ownership of the kernel's result, or raises the kernel's error.

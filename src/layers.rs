@@ -78,6 +78,11 @@ impl Linear {
         });
         Linear { weight, bias }
     }
+
+    /// The weight and the bias of a layer built with one (FF1..FF3's all are).
+    fn weight_and_bias(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, self.bias.as_ref().expect("a Linear built with a bias"))
+    }
 }
 
 impl Module for Linear {
@@ -291,6 +296,14 @@ impl FeedForward {
 
 impl ModuleT for FeedForward {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if let Compute::Fast(kernels) = self.compute {
+            if kernels == Kernels::Fused && crate::fused::feed_forward_applies(x) {
+                // The whole layer as one autograd node (`fused::feed_forward`).
+                let (w1, b1) = self.expand.weight_and_bias();
+                let p = if train { self.dropout.unwrap_or(0.0) } else { 0.0 };
+                return crate::fused::feed_forward(x, w1, b1, self.contract.as_ref().map(Linear::weight_and_bias), p);
+            }
+        }
         let mut out = self.expand.forward(x).relu();
         if let Some(contract) = &self.contract {
             out = contract.forward(&out);
