@@ -255,6 +255,86 @@ mod tests {
         assert!((other.double_value(&[]) - f(&qkv).double_value(&[])).abs() > 1e-4, "the seed does not change the mask");
     }
 
+    /// A feed-forward layer's input and parameters: x [2, 70, d], W1 [h, d], W2 [d, h].
+    fn feed_forward_inputs(seed: i64, d: i64, h: i64) -> [Tensor; 5] {
+        tch::manual_seed(seed);
+        let t = |dims: &[i64]| Tensor::randn(dims, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        [t(&[2, 70, d]), t(&[h, d]) * 0.3, t(&[h]), t(&[d, h]) * 0.3, t(&[d])].map(|x| x.detach().set_requires_grad(true))
+    }
+
+    /// FF1 (one layer) and FF2 (two): forward and every gradient equal libtorch's
+    /// `linear`, `relu`, `linear` op by op, the bias gradients included.
+    #[test]
+    fn feed_forward_and_its_gradients_match_the_layers_op_by_op() {
+        let _rng = crate::rng_lock();
+        for two_layers in [false, true] {
+            let (d, h) = (24, if two_layers { 96 } else { 24 });
+            let inputs = feed_forward_inputs(10, d, h);
+            let [x, w1, b1, w2, b2] = &inputs;
+            let reference = {
+                let hidden = x.linear(w1, Some(b1)).relu();
+                if two_layers {
+                    hidden.linear(w2, Some(b2))
+                } else {
+                    hidden
+                }
+            };
+            let fused = feed_forward(x, w1, b1, two_layers.then_some((w2, b2)), 0.0);
+            let upstream = Tensor::randn(reference.size(), (Kind::Float, Device::Cpu));
+            let what = if two_layers { "FF2" } else { "FF1" };
+            assert!(max_diff(&fused, &reference) < 1e-5, "{what} forward differs by {}", max_diff(&fused, &reference));
+            let used = if two_layers { &inputs[..] } else { &inputs[..3] };
+            let grads = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], used, false, false);
+            let (g0, g1) = (grads(&reference), grads(&fused));
+            for (name, (a, e)) in ["x", "W1", "b1", "W2", "b2"].iter().zip(g1.iter().zip(&g0)) {
+                let err = max_diff(a, e) / e.abs().max().double_value(&[]);
+                assert!(err < 1e-5, "{what}: gradient of {name} differs by {err:.2e} of its scale");
+            }
+        }
+    }
+
+    /// With dropout: a share p of the outputs is dropped, the kept ones are the layer's
+    /// output scaled by 1 / (1 - p), and every gradient is the op-by-op layer's times that
+    /// mask (read off the output: exactly 0 where dropped).
+    #[test]
+    fn feed_forward_dropout_masks_the_output_and_its_gradients_alike() {
+        let _rng = crate::rng_lock();
+        let inputs = feed_forward_inputs(11, 16, 64);
+        let [x, w1, b1, w2, b2] = &inputs;
+        let fused = feed_forward(x, w1, b1, Some((w2, b2)), 0.3);
+        let mask = fused.ne(0.0).to_kind(Kind::Float).detach();
+        let dropped = 1.0 - mask.mean(Kind::Float).double_value(&[]);
+        assert!((dropped - 0.3).abs() < 0.03, "dropped {dropped}, not p = 0.3");
+        let reference = x.linear(w1, Some(b1)).relu().linear(w2, Some(b2)) * &mask / 0.7;
+        assert!(max_diff(&fused, &reference) < 1e-5, "forward differs by {}", max_diff(&fused, &reference));
+        let upstream = Tensor::randn([2, 70, 16], (Kind::Float, Device::Cpu));
+        let grads = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], &inputs, false, false);
+        let (g0, g1) = (grads(&reference), grads(&fused));
+        for (name, (a, e)) in ["x", "W1", "b1", "W2", "b2"].iter().zip(g1.iter().zip(&g0)) {
+            let err = max_diff(a, e) / e.abs().max().double_value(&[]);
+            assert!(err < 1e-5, "with dropout, the gradient of {name} differs by {err:.2e} of its scale");
+        }
+    }
+
+    /// The bias gradients are summed over a fixed split of rows: one thread and two give
+    /// the same bits (a row count above libtorch's parallel grain, where its own sums split
+    /// by thread).
+    #[test]
+    fn feed_forward_bias_gradients_do_not_depend_on_the_thread_count() {
+        let _rng = crate::rng_lock();
+        let before = tch::get_num_threads();
+        let [_, w1, b1, w2, b2] = feed_forward_inputs(12, 32, 128);
+        let x = Tensor::randn([64, 300, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let grads = |threads: i32| {
+            tch::set_num_threads(threads);
+            let y = feed_forward(&x, &w1, &b1, Some((&w2, &b2)), 0.0);
+            Tensor::run_backward(&[y.square().sum(Kind::Float)], &[&b1, &b2], false, false)
+        };
+        let (one, two) = (grads(1), grads(2));
+        tch::set_num_threads(before);
+        assert!(one[0].equal(&two[0]) && one[1].equal(&two[1]), "bias gradients differ between 1 and 2 threads");
+    }
+
     /// The kernels read raw fp32 CPU memory: anything else is refused with libtorch's
     /// message (a `LibtorchError` panic), before any memory is read.
     #[test]
@@ -279,5 +359,9 @@ mod tests {
         assert!(msg.contains("[B, T, 3 * heads * head_size] with 2 heads"), "{msg}");
         let msg = refused(&|| causal_attention(&Tensor::randn([2, 3, 12], (Kind::Float, Device::Cpu)), 2, 1.0, 1.0));
         assert!(msg.contains("[0, 1)"), "{msg}");
+        let msg = refused(&|| feed_forward(&x, &Tensor::ones([16, 7], (Kind::Float, Device::Cpu)), &ones, None, 0.0));
+        assert!(msg.contains("feed-forward shapes do not fit"), "{msg}");
+        let msg = refused(&|| feed_forward(&x, &Tensor::ones([8, 8], (Kind::Float, Device::Cpu)), &ones, None, 0.5));
+        assert!(msg.contains("0 without a second layer"), "{msg}");
     }
 }
