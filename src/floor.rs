@@ -105,21 +105,20 @@ pub fn floor_seconds(gemms: &[Gemm], device: Device, kind: Kind, budget_s: f64) 
         return 0.0; // V1: a lookup table, no matmul
     }
     tch::manual_seed(0);
-    let amax = gemms.iter().map(|g| g.batch * g.m * g.k).max().unwrap();
-    let bmax = gemms.iter().map(|g| g.batch * g.k * g.n).max().unwrap();
-    let (abuf, bbuf) = (Tensor::randn([amax], (kind, device)), Tensor::randn([bmax], (kind, device)));
-    let hot = std::env::var("FLOOR_HOT").is_ok();
+    // Every GEMM's operands are views of the same two buffers, so they are as hot in the
+    // caches as a step's operands, which the op before has just written: with operands of
+    // their own, each GEMM would read memory untouched since the last pass, and the floor
+    // would count cache misses a step does not have (on the Intel VM, V10's floor was about
+    // 10% higher so, the median of 4 paired runs).
+    let elements = |f: fn(&Gemm) -> i64| gemms.iter().map(f).max().unwrap_or(0);
+    let left = Tensor::randn([elements(|g| g.batch * g.m * g.k)], (kind, device));
+    let right = Tensor::randn([elements(|g| g.batch * g.k * g.n)], (kind, device));
     let operands: Vec<(Tensor, Tensor)> = gemms
         .iter()
         .map(|g| {
             let shape = |rows: i64, cols: i64, transposed: bool| if transposed { [g.batch, cols, rows] } else { [g.batch, rows, cols] };
-            if hot {
-                let a = abuf.narrow(0, 0, g.batch * g.m * g.k).view(shape(g.m, g.k, g.a_transposed));
-                let b = bbuf.narrow(0, 0, g.batch * g.k * g.n).view(shape(g.k, g.n, g.b_transposed));
-                return (a, b);
-            }
-            let a = Tensor::randn(shape(g.m, g.k, g.a_transposed), (kind, device));
-            let b = Tensor::randn(shape(g.k, g.n, g.b_transposed), (kind, device));
+            let a = left.narrow(0, 0, g.batch * g.m * g.k).view(shape(g.m, g.k, g.a_transposed));
+            let b = right.narrow(0, 0, g.batch * g.k * g.n).view(shape(g.k, g.n, g.b_transposed));
             (a, b)
         })
         .collect();
