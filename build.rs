@@ -5,7 +5,7 @@
 //! - a small C++ shim for what tch does not expose: the CPU generator's state (for
 //!   resumable runs that draw the same random numbers as uninterrupted ones), AdamW's
 //!   update / `grad = None` exactly as torch.optim.AdamW performs them, the precision
-//!   switches, and the fast path's one-pass LayerNorm.
+//!   switches, and the fast path's CPU kernels (attention, feed-forward, LayerNorm, dropout).
 use std::path::PathBuf;
 
 fn main() {

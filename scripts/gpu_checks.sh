@@ -19,7 +19,8 @@
 #   checks.txt            every phase's log, appended as it runs
 #   summary.txt           one line per phase: name, status, seconds
 #   bench-cuda-tf32.csv   the blog-configuration benchmark at TF32
-#   bench-cuda-bf16.csv   the same at bf16 autocast
+#   bench-cuda-bf16.csv   the same at bf16 autocast (both CSVs with each step's matmul
+#                         floor, floor_ms, and the faithful/floor and fast/floor ratios)
 #   blog-run.tar.gz       the blog run's folder (CSVs, summary, samples, plots, and the
 #                         resume checkpoint while unfinished), refreshed every minute
 #

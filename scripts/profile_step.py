@@ -6,7 +6,9 @@ milliseconds per step. results/PERF.md's breakdowns come from it.
 
 Run it pinned to cores nothing else uses (`taskset -c 0 python3 ...`): perf samples this
 process only, but a busy core slows the step it divides. Shares of a bucket are shares of
-all samples of the process, the model's build and the warm-up steps included.
+all samples of the process, the model's build and the warm-up steps included; at more
+than one thread they are shares of all threads' samples, and "ms per step" is that share
+of the step's wall time.
 """
 import argparse
 import re
@@ -29,7 +31,7 @@ BUCKETS = [
     ("bias gradients and other reductions", r"outer_sum|reduce|sum_kernel|Reduce"),
     ("residual adds and other element-wise", r"add_kernel|mul_kernel|div_true|fill_kernel|where_kernel|masked_fill|VectorizedLoop"),
     ("allocation and page faults", r"malloc|free|alloc|page|mmap|munmap|clear_page|_int_|unlink_chunk|brk"),
-    ("OpenMP (threads waiting at barriers)", r"gomp|GOMP|omp_"),
+    ("OpenMP (its runtime: threads waiting for work, barriers)", r"gomp|GOMP|omp_"),
     ("dispatch and autograd (libtorch's framework)", r"c10::|at::|torch::|std::|caffe2|__tls_get_addr|pthread"),
 ]
 
@@ -51,15 +53,18 @@ def main(argv=None):
             sys.exit(f"error: perf record failed ({rec.returncode}): {rec.stderr.strip().splitlines()[-1:]}")
         row = rec.stdout.strip().splitlines()[-1].split(",")
         ms = float(row[3])
-        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "symbol", "--stdio", "-q"],
+        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "dso,symbol", "--stdio", "-q"],
                              capture_output=True, text=True, check=True)
     shares = {name: 0.0 for name, _ in BUCKETS}
     other, top_other = 0.0, []
     for line in rep.stdout.splitlines():
-        m = re.match(r"\s*([\d.]+)%\s+\[(.)\]\s+(.*\S)", line)
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*\S)", line)
         if not m:
             continue
-        pct, kernel, sym = float(m.group(1)), m.group(2) == "k", m.group(3)
+        pct, dso, kernel, sym = float(m.group(1)), m.group(2), m.group(3) == "k", m.group(4)
+        # The libgomp that torch ships has no symbols: all of it is OpenMP's runtime.
+        if dso.startswith("libgomp"):
+            sym = "GOMP " + sym
         name = next((n for n, rx in BUCKETS if re.search(rx, sym)), None)
         if name is None and kernel:
             name = "allocation and page faults" if re.search(r"fault|page|mm_|alloc|free", sym) else None

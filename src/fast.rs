@@ -2,8 +2,9 @@
 //! parameters (so checkpoints are interchangeable), computed in fewer and larger kernels:
 //! every head's query, key and value in one matmul, heads as a tensor dimension, the
 //! blog's LayerNorm and dropout as one-pass CPU kernels (`fused`, `csrc/fused.cpp`) with
-//! portable libtorch-op versions for CUDA. Its dropout draws its masks differently from
-//! PyTorch's, so it matches the reference exactly only at dropout 0.
+//! portable libtorch-op versions for CUDA; on the CPU in fp32 the attention and the
+//! feed-forward layer are one C++ autograd node each (`fused`). Its dropout draws its
+//! masks differently from PyTorch's, so it matches the reference exactly only at dropout 0.
 //!
 //! The layers (`crate::layers`) call these functions with the tensors they own; nothing
 //! here knows a layer's fields.

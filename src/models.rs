@@ -18,8 +18,9 @@ pub enum Implementation {
     /// The blog's computation, head by head, op for op as PyTorch: the parity reference.
     #[default]
     Faithful,
-    /// Fused QKV, heads as a dimension, one-pass LayerNorm and dropout kernels, fused
-    /// AdamW: the same function, faster (dropout masks drawn differently).
+    /// Fused QKV, one-node attention and feed-forward layers, one-pass LayerNorm and
+    /// dropout kernels, fused AdamW: the same function, faster (dropout masks drawn
+    /// differently).
     Fast,
 }
 
