@@ -282,16 +282,21 @@ mod tests {
                 }
             };
             let fused = feed_forward(x, w1, b1, two_layers.then_some((w2, b2)), 0.0);
-            let upstream = Tensor::randn(reference.size(), (Kind::Float, Device::Cpu));
-            let what = if two_layers { "FF2" } else { "FF1" };
-            assert!(max_diff(&fused, &reference) < 1e-5, "{what} forward differs by {}", max_diff(&fused, &reference));
             let used = if two_layers { &inputs[..] } else { &inputs[..3] };
-            let grads = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], used, false, false);
-            let (g0, g1) = (grads(&reference), grads(&fused));
-            for (name, (a, e)) in ["x", "W1", "b1", "W2", "b2"].iter().zip(g1.iter().zip(&g0)) {
-                let err = max_diff(a, e) / e.abs().max().double_value(&[]);
-                assert!(err < 1e-5, "{what}: gradient of {name} differs by {err:.2e} of its scale");
-            }
+            assert_same_layer(if two_layers { "FF2" } else { "FF1" }, &fused, &reference, used);
+        }
+    }
+
+    /// `fused` equals `reference` (1e-5), and so does the gradient of every one of `inputs`
+    /// (x, W1, b1[, W2, b2]), each relative to its own scale.
+    fn assert_same_layer(what: &str, fused: &Tensor, reference: &Tensor, inputs: &[Tensor]) {
+        assert!(max_diff(fused, reference) < 1e-5, "{what}: forward differs by {}", max_diff(fused, reference));
+        let upstream = Tensor::randn(reference.size(), (Kind::Float, Device::Cpu));
+        let grads = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], inputs, false, false);
+        let (g0, g1) = (grads(reference), grads(fused));
+        for (name, (a, e)) in ["x", "W1", "b1", "W2", "b2"].iter().zip(g1.iter().zip(&g0)) {
+            let err = max_diff(a, e) / e.abs().max().double_value(&[]);
+            assert!(err < 1e-5, "{what}: the gradient of {name} differs by {err:.2e} of its scale");
         }
     }
 
@@ -308,14 +313,7 @@ mod tests {
         let dropped = 1.0 - mask.mean(Kind::Float).double_value(&[]);
         assert!((dropped - 0.3).abs() < 0.03, "dropped {dropped}, not p = 0.3");
         let reference = x.linear(w1, Some(b1)).relu().linear(w2, Some(b2)) * &mask / 0.7;
-        assert!(max_diff(&fused, &reference) < 1e-5, "forward differs by {}", max_diff(&fused, &reference));
-        let upstream = Tensor::randn([2, 70, 16], (Kind::Float, Device::Cpu));
-        let grads = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], &inputs, false, false);
-        let (g0, g1) = (grads(&reference), grads(&fused));
-        for (name, (a, e)) in ["x", "W1", "b1", "W2", "b2"].iter().zip(g1.iter().zip(&g0)) {
-            let err = max_diff(a, e) / e.abs().max().double_value(&[]);
-            assert!(err < 1e-5, "with dropout, the gradient of {name} differs by {err:.2e} of its scale");
-        }
+        assert_same_layer("FF3 with dropout", &fused, &reference, &inputs);
     }
 
     /// The bias gradients are summed over a fixed split of rows: one thread and two give
