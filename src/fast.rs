@@ -52,8 +52,8 @@ pub struct FusedHeads<'a> {
 ///
 /// On the CPU in fp32 the attention is the one-pass kernel of `fused`, which reads the QKV
 /// output in place. On CUDA it is libtorch's fused `scaled_dot_product_attention`.
-/// Elsewhere (the portable kernels, bf16 on the CPU), where that kernel is slower than
-/// plain batched matmuls at these sizes (fwd+bwd of [32, 4, 64, 32]: 5.4 ms against
+/// Elsewhere (the portable kernels, bf16 on the CPU), where libtorch's CPU SDPA is slower
+/// than plain batched matmuls at these sizes (fwd+bwd of [32, 4, 64, 32]: 5.4 ms against
 /// 3.4-4.8 ms), the causal mask is added inside the scores' matmul (`baddbmm` of a 0/-inf
 /// bias) and the softmax and dropout follow.
 pub fn attention(x: &Tensor, heads: &FusedHeads, train: bool, kernels: Kernels) -> Tensor {

@@ -108,8 +108,8 @@ pub fn floor_seconds(gemms: &[Gemm], device: Device, kind: Kind, budget_s: f64) 
     // Every GEMM's operands are views of the same two buffers, so they are as hot in the
     // caches as a step's operands, which the op before has just written: with operands of
     // their own, each GEMM would read memory untouched since the last pass, and the floor
-    // would count cache misses a step does not have (on the Intel VM, V10's floor was about
-    // 10% higher so, the median of 4 paired runs).
+    // would count cache misses a step does not have (on the Intel VM, 4 paired runs put
+    // V10's floor with separate operands 10% higher in the median).
     let elements = |f: fn(&Gemm) -> i64| gemms.iter().map(f).max().unwrap_or(0);
     let left = Tensor::randn([elements(|g| g.batch * g.m * g.k)], (kind, device));
     let right = Tensor::randn([elements(|g| g.batch * g.k * g.n)], (kind, device));
