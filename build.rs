@@ -15,8 +15,22 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed", lib.display());
     }
     let include = lib.parent().expect("libtorch lib dir has a parent").join("include");
-    cc::Build::new()
-        .cpp(true)
+    let mut shim = cc::Build::new();
+    // at::parallel_for is a header template whose `#pragma omp parallel` only exists when
+    // the including file is compiled with OpenMP: without it every fused kernel runs on one
+    // thread. The kernels must share libtorch's OpenMP runtime (its thread pool and
+    // set_num_threads), so they link the libgomp that libtorch ships (one soname, so one
+    // copy loaded), never the compiler's own.
+    let gomp = lib.join("libgomp.so.1");
+    if gomp.exists() {
+        shim.flag("-fopenmp");
+        println!("cargo:rustc-link-arg={}", gomp.display());
+    } else {
+        // Lets the `omp simd` loops vectorise; at::parallel_for then runs serially.
+        shim.flag("-fopenmp-simd");
+        println!("cargo:warning=no libgomp.so.1 beside libtorch: the fast path's CPU kernels will run on one thread");
+    }
+    shim.cpp(true)
         .file("csrc/rng_state.cpp")
         .file("csrc/adamw.cpp")
         .file("csrc/precision.cpp")
@@ -26,8 +40,6 @@ fn main() {
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
-        // Lets the `omp simd` loops of the fused kernels vectorise (no OpenMP runtime).
-        .flag("-fopenmp-simd")
         .warnings(false)
         .compile("chargpt_shim");
     println!("cargo:rerun-if-changed=csrc/rng_state.cpp");

@@ -43,6 +43,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -557,6 +558,14 @@ at::Tensor* chargpt_causal_attention(const at::Tensor* qkv, int64_t heads, doubl
 // Whether CPU autocast is on on this thread: then the fused feed-forward does not apply
 // (its matmuls would autocast to bf16 under kernels that read fp32).
 int chargpt_cpu_autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCPU); }
+
+// How many threads the kernels' at::parallel_for loops run on now: libtorch's thread
+// count when this file was compiled with OpenMP (build.rs), else 1 (every loop serial).
+int chargpt_kernel_threads() {
+  std::atomic<uint64_t> seen{0};  // a bit per thread number
+  at::parallel_for(0, 4096, 1, [&](int64_t, int64_t) { seen.fetch_or(1ULL << std::min(at::get_thread_num(), 63)); });
+  return __builtin_popcountll(seen.load());
+}
 
 // Whether chargpt_causal_attention can run: the linked libtorch has the BLAS it calls.
 int chargpt_causal_attention_available() { return sgemm_ != nullptr; }

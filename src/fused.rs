@@ -17,6 +17,7 @@ extern "C" {
     fn chargpt_causal_attention(qkv: *const torch_sys::C_tensor, heads: i64, scale: f64, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_causal_attention_available() -> std::os::raw::c_int;
     fn chargpt_cpu_autocast_enabled() -> std::os::raw::c_int;
+    fn chargpt_kernel_threads() -> std::os::raw::c_int;
     fn chargpt_feed_forward(
         x: *const torch_sys::C_tensor,
         w1: *const torch_sys::C_tensor,
@@ -25,6 +26,13 @@ extern "C" {
         b2: *const torch_sys::C_tensor,
         p: f64,
     ) -> *mut torch_sys::C_tensor;
+}
+
+/// How many threads the kernels' parallel loops use now: libtorch's thread count, as
+/// they share its OpenMP runtime (1 if the shim was built without OpenMP; see build.rs).
+pub fn kernel_threads() -> usize {
+    // SAFETY: no arguments, and the loop's body cannot throw, so no C++ exception crosses.
+    unsafe { chargpt_kernel_threads() as usize }
 }
 
 /// Whether the one-pass kernels apply: fp32 tensors on the CPU.
@@ -189,8 +197,9 @@ mod tests {
         assert!(max_diff(&a, &b) > 0.0, "each call draws a new mask");
     }
 
-    /// Causal attention op by op, as the faithful heads compute it, on the fused layout.
-    fn attention_reference(qkv: &Tensor, heads: i64, scale: f64) -> Tensor {
+    /// Causal attention op by op, as the faithful heads compute it, on the fused layout;
+    /// with a [B, heads, T, T] dropout mask (0 or 1 / keep) multiplied into the weights.
+    fn attention_reference(qkv: &Tensor, heads: i64, scale: f64, mask: Option<&Tensor>) -> Tensor {
         let (b, t, width) = qkv.size3().unwrap();
         let hs = width / (3 * heads);
         let qkv = qkv.view([b, t, 3, heads, hs]);
@@ -199,6 +208,10 @@ mod tests {
             .map(|h| {
                 let (q, k, v) = (qkv.select(2, 0).select(2, h), qkv.select(2, 1).select(2, h), qkv.select(2, 2).select(2, h));
                 let w = (q.matmul(&k.transpose(-2, -1)) * scale).masked_fill(&future, f64::NEG_INFINITY).softmax(-1, Kind::Float);
+                let w = match mask {
+                    Some(mask) => w * mask.select(1, h),
+                    None => w,
+                };
                 w.matmul(&v)
             })
             .collect();
@@ -215,7 +228,7 @@ mod tests {
             let qkv = Tensor::randn([b, t, 3 * heads * hs], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let upstream = Tensor::randn([b, t, heads * hs], (Kind::Float, Device::Cpu));
             let scale = 0.3;
-            let (y0, y1) = (attention_reference(&qkv, heads, scale), causal_attention(&qkv, heads, scale, 0.0));
+            let (y0, y1) = (attention_reference(&qkv, heads, scale, None), causal_attention(&qkv, heads, scale, 0.0));
             assert_eq!(y1.size(), [b, t, heads * hs]);
             let rel = |a: &Tensor, e: &Tensor| max_diff(a, e) / e.abs().max().double_value(&[]);
             assert!(rel(&y1, &y0) < 1e-5, "[{b}, {t}, {heads}x{hs}] forward differs by {:.2e}", rel(&y1, &y0));
@@ -255,6 +268,28 @@ mod tests {
         tch::manual_seed(78);
         let other = tch::no_grad(|| (causal_attention(&qkv, heads, 0.5, 0.4) * &upstream).sum(Kind::Float));
         assert!((other.double_value(&[]) - f(&qkv).double_value(&[])).abs() > 1e-4, "the seed does not change the mask");
+    }
+
+    /// The attention's dropout is the whole-tensor mask of its weights: with the seed fixed,
+    /// its output and gradients equal the op-by-op heads' with `dropout`'s mask of a
+    /// [B, heads, T, T] tensor of ones, for an odd T (rows that start inside a draw's pair).
+    #[test]
+    fn attention_dropout_is_the_whole_tensor_mask_of_the_weights() {
+        let _rng = crate::rng_lock();
+        tch::manual_seed(10);
+        let (b, t, heads, hs, p) = (2, 9, 3, 4, 0.3);
+        let qkv = Tensor::randn([b, t, 3 * heads * hs], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let upstream = Tensor::randn([b, t, heads * hs], (Kind::Float, Device::Cpu));
+        tch::manual_seed(55);
+        let mask = dropout(&Tensor::ones([b, heads, t, t], (Kind::Float, Device::Cpu)), p);
+        tch::manual_seed(55);
+        let fused = causal_attention(&qkv, heads, 0.5, p);
+        let reference = attention_reference(&qkv, heads, 0.5, Some(&mask));
+        let rel = |a: &Tensor, e: &Tensor| max_diff(a, e) / e.abs().max().double_value(&[]);
+        assert!(rel(&fused, &reference) < 1e-5, "forward differs by {:.2e}", rel(&fused, &reference));
+        let grad = |y: &Tensor| Tensor::run_backward(&[(y * &upstream).sum(Kind::Float)], &[&qkv], false, false).remove(0);
+        let (g1, g0) = (grad(&fused), grad(&reference));
+        assert!(rel(&g1, &g0) < 1e-5, "gradient differs by {:.2e}", rel(&g1, &g0));
     }
 
     /// A feed-forward layer's input and parameters: x [2, 70, d], W1 [h, d], W2 [d, h].
@@ -333,6 +368,21 @@ mod tests {
         let (one, two) = (grads(1), grads(2));
         tch::set_num_threads(before);
         assert!(one[0].equal(&two[0]) && one[1].equal(&two[1]), "bias gradients differ between 1 and 2 threads");
+    }
+
+    /// The kernels' loops run on libtorch's threads: one with one, two with two. (Compiled
+    /// without OpenMP, at::parallel_for runs every loop on the calling thread, and nothing
+    /// else notices: the results are the same, only slower.)
+    #[test]
+    fn the_kernels_run_on_libtorch_s_threads() {
+        let _rng = crate::rng_lock();
+        let before = tch::get_num_threads();
+        tch::set_num_threads(2);
+        let two = kernel_threads();
+        tch::set_num_threads(1);
+        let one = kernel_threads();
+        tch::set_num_threads(before);
+        assert_eq!((one, two), (1, 2), "kernel threads at 1 and 2 libtorch threads");
     }
 
     /// The kernels read raw fp32 CPU memory: anything else is refused with libtorch's

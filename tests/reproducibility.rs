@@ -39,6 +39,18 @@ fn one_and_two_threads_give_the_same_weights() {
     same_files(&one, &two, &["v8", "v10"]);
 }
 
+/// The fast path's own kernels split their work by rows, sequences and heads, never by
+/// thread, and sum in fixed chunks: at the same sizes they give the same weights at 1 and
+/// 2 threads too, dropout on.
+#[test]
+fn the_fast_path_gives_the_same_weights_at_one_and_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    ok(&strs(&cpu_sized(&one, "v5,v10", &["--impl", "fast", "--threads", "1"])));
+    ok(&strs(&cpu_sized(&two, "v5,v10", &["--impl", "fast", "--threads", "2"])));
+    same_files(&one, &two, &["v5", "v10"]);
+}
+
 /// The default thread count follows the load, and the load changes the speed of a run,
 /// not its numbers.
 #[test]
