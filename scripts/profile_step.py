@@ -8,7 +8,8 @@ Run it pinned to cores nothing else uses (`taskset -c 0 python3 ...`): perf samp
 process only, but a busy core slows the step it divides. Shares of a bucket are shares of
 all samples of the process, the model's build and the warm-up steps included; at more
 than one thread they are shares of all threads' samples, and "ms per step" is that share
-of the step's wall time.
+of the step's wall time, and the last column splits each share by thread (in % of all
+samples, the busiest thread first).
 """
 import argparse
 import re
@@ -53,15 +54,18 @@ def main(argv=None):
             sys.exit(f"error: perf record failed ({rec.returncode}): {rec.stderr.strip().splitlines()[-1:]}")
         row = rec.stdout.strip().splitlines()[-1].split(",")
         ms = float(row[3])
-        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "dso,symbol", "--stdio", "-q"],
-                             capture_output=True, text=True, check=True)
+        rep = subprocess.run(["perf", "report", "-i", data.name, "--no-children", "--sort", "pid,dso,symbol", "--stdio",
+                              "-q"], capture_output=True, text=True, check=True)
     shares = {name: 0.0 for name, _ in BUCKETS}
+    # Per thread too: a kernel whose samples are all on one thread at --threads 2 runs
+    # serially (as the fused kernels did when csrc/ was built without OpenMP).
+    by_thread = {}
     other, top_other = 0.0, []
     for line in rep.stdout.splitlines():
-        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*\S)", line)
+        m = re.match(r"\s*([\d.]+)%\s+(\d+):\S+\s+(\S+)\s+\[(.)\]\s+(.*\S)", line)
         if not m:
             continue
-        pct, dso, kernel, sym = float(m.group(1)), m.group(2), m.group(3) == "k", m.group(4)
+        pct, tid, dso, kernel, sym = float(m.group(1)), m.group(2), m.group(3), m.group(4) == "k", m.group(5)
         # The libgomp that torch ships has no symbols: all of it is OpenMP's runtime.
         if dso.startswith("libgomp"):
             sym = "GOMP " + sym
@@ -71,15 +75,21 @@ def main(argv=None):
         if name is None:
             other += pct
             top_other.append((pct, sym[:80]))
+            name = "other"
         else:
             shares[name] += pct
+        by_thread.setdefault(tid, {}).setdefault(name, 0.0)
+        by_thread[tid][name] += pct
     print(f"{a.model.upper()} {a.impl} step, {a.config} configuration, {a.threads} thread(s): {ms:.1f} ms per step "
           f"(the step timed under perf)\n")
-    print("| where | share of samples | ms per step |")
-    print("| --- | ---: | ---: |")
-    for name, share in sorted(shares.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {share:.1f}% | {share / 100 * ms:.1f} |")
-    print(f"| other | {other:.1f}% | {other / 100 * ms:.1f} |")
+    # Threads by their number of samples, the busiest (the main thread) first.
+    tids = sorted(by_thread, key=lambda t: -sum(by_thread[t].values()))
+    split = len(tids) > 1
+    print("| where | share of samples | ms per step |" + (" by thread |" if split else ""))
+    print("| --- | ---: | ---: |" + (" ---: |" if split else ""))
+    for name, share in sorted(shares.items(), key=lambda kv: -kv[1]) + [("other", other)]:
+        cell = " / ".join(f"{by_thread[t].get(name, 0.0):.1f}" for t in tids)
+        print(f"| {name} | {share:.1f}% | {share / 100 * ms:.1f} |" + (f" {cell} |" if split else ""))
     if top_other:
         print("\nlargest symbols in other: " + "; ".join(f"{s} {p:.2f}%" for p, s in sorted(top_other, reverse=True)[:5]),
               file=sys.stderr)
