@@ -82,7 +82,7 @@ def main(argv=None):
         by_thread[tid][name] += pct
     print(f"{a.model.upper()} {a.impl} step, {a.config} configuration, {a.threads} thread(s): {ms:.1f} ms per step "
           f"(the step timed under perf)\n")
-    # Threads by their number of samples, the busiest (the main thread) first.
+    # Threads by their number of samples, the busiest first.
     tids = sorted(by_thread, key=lambda t: -sum(by_thread[t].values()))
     split = len(tids) > 1
     print("| where | share of samples | ms per step |" + (" by thread |" if split else ""))
