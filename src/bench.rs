@@ -37,6 +37,8 @@ pub struct Timing {
     pub follow_load: bool,
     /// Whether to time the step's matmul floor too (`crate::floor`).
     pub floor: bool,
+    /// Sequences per step, in place of the preset's.
+    pub batch_size: Option<i64>,
 }
 
 /// `chargpt bench`: one CSV line per model (the format scripts/bench.py reads).
@@ -48,10 +50,11 @@ pub fn print_steps(
     precision: Precision,
     timing: Timing,
 ) -> Result<()> {
-    let Timing { budget_s, generate_chars, follow_load, floor } = timing;
-    let (cfg, batch) = bench_config(preset, 84);
+    let Timing { budget_s, generate_chars, follow_load, floor, batch_size } = timing;
+    let (cfg, preset_batch) = bench_config(preset, 84);
+    let batch = batch_size.unwrap_or(preset_batch);
     let threads = tch::get_num_threads();
-    println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision");
+    println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision,batch_size");
     for &kind in models {
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
@@ -73,7 +76,7 @@ pub fn print_steps(
         };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
         let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
-        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision}");
+        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision},{batch}");
     }
     Ok(())
 }

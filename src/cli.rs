@@ -322,6 +322,10 @@ pub(crate) struct BenchArgs {
     /// Bench configuration: a preset's sizes and batch size (cpu: B 32, Tmax 64, C 128, H 4, L 4).
     #[arg(long, value_enum, default_value = "cpu")]
     pub(crate) config: Preset,
+    /// Sequences per step (B) [default: the configuration's]. Steps at a few batch sizes
+    /// separate what a step costs per sequence from what it costs whatever the data.
+    #[arg(long)]
+    pub(crate) batch_size: Option<i64>,
     #[arg(long, default_value = "all")]
     pub(crate) models: String,
     #[arg(long = "impl", value_enum, default_value = "faithful")]

@@ -92,11 +92,15 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let models = parse_model_list(&args.models)?;
+    if let Some(b) = args.batch_size.filter(|&b| b <= 0) {
+        bail!("--batch-size must be a positive integer, got {b}");
+    }
     let timing = chargpt::bench::Timing {
         budget_s: args.budget_s,
         generate_chars: args.generate_chars,
         follow_load: args.threads == chargpt::arithmetic::Threads::Auto,
         floor: !args.no_floor,
+        batch_size: args.batch_size,
     };
     chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }

@@ -501,3 +501,23 @@ fn bf16_trains_on_the_cpu_and_is_recorded() {
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(summary.lines().count() == 3 && !summary.contains("NaN"), "{summary}");
 }
+
+#[test]
+fn bench_steps_at_the_batch_size_asked_for() {
+    let line = |b: &str| -> Vec<String> {
+        let r = ok(&["bench", "--models", "v5", "--impl", "fast", "--batch-size", b, "--budget-s", "0.05", "--generate-chars", "0"]);
+        let mut lines = r.stdout.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+        assert_eq!(header.len(), row.len(), "{}", r.stdout);
+        let at = |k: &str| row[header.iter().position(|h| *h == k).unwrap_or_else(|| panic!("no {k} in {header:?}"))].clone();
+        vec![at("batch_size"), at("flops_per_step"), at("floor_ms")]
+    };
+    let (two, four) = (line("2"), line("4"));
+    assert_eq!((two[0].as_str(), four[0].as_str()), ("2", "4"));
+    // A step's FLOPs are per sequence: twice the batch, twice the work.
+    let flops = |v: &Vec<String>| v[1].parse::<f64>().unwrap();
+    assert_eq!(2.0 * flops(&two), flops(&four));
+    assert!(two[2].parse::<f64>().unwrap() > 0.0, "the floor is measured at that batch size too");
+    fails_with(&["bench", "--models", "v5", "--batch-size", "0"], "--batch-size");
+}
