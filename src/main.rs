@@ -110,7 +110,7 @@ fn run(cli: Cli) -> Result<()> {
     chargpt::panics::advise_on_memory(match &cli.command {
         Command::Train(_) => "try a smaller --batch-size (or --block-size / --n-embed)",
         Command::Eval(_) => "try a smaller --batch-windows",
-        Command::Bench(_) => "try a smaller --config (cpu)",
+        Command::Bench(_) => "try a smaller --config (cpu) or --batch-size",
         _ => "close other programs, or use a machine with more memory",
     });
     chargpt::test_hooks::out_of_memory();

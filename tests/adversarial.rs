@@ -369,7 +369,8 @@ fn memory_advice_names_only_the_commands_flags() {
         let err = oom(&args);
         assert!(!err.contains("--batch") && !err.contains("--block-size"), "{err}");
     }
-    assert!(oom(&["bench", "--models", "v1"]).contains("--config"));
+    let bench = oom(&["bench", "--models", "v1"]);
+    assert!(bench.contains("--config") && bench.contains("--batch-size"), "{bench}");
     // The same for the other limits: a sample's length, a text too short for eval.
     fails_with(&["generate", "--checkpoint", weights.to_str().unwrap(), "--chars", "1000000000"], "more than the 100000000 characters");
     let short = dir.path().join("short.txt");
