@@ -30,12 +30,24 @@ fn main() {
         shim.flag("-fopenmp-simd");
         println!("cargo:warning=no libgomp.so.1 beside libtorch: the fast path's CPU kernels will run on one thread");
     }
+    // The CUDA part of the shim (csrc/cuda.cpp: graphs, memory, the GPU's description) needs
+    // CUDA's runtime headers, which the PyTorch wheel's CUDA packages carry beside it (site-packages/nvidia/*/include); without them,
+    // or without libtorch_cuda, the shim says "no CUDA graphs" and training stays eager.
+    let cuda_include = lib.join("libtorch_cuda.so").exists().then(|| cuda_runtime_include(&lib)).flatten();
+    if let Some(dir) = &cuda_include {
+        shim.include(dir).define("CHARGPT_CUDA_GRAPHS", None);
+        // The graph code calls c10's CUDA functions directly (libtorch_cuda only needs them).
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-lc10_cuda,--as-needed", lib.display());
+    }
     shim.cpp(true)
         .file("csrc/rng_state.cpp")
         .file("csrc/adamw.cpp")
         .file("csrc/precision.cpp")
         .file("csrc/fused.cpp")
         .file("csrc/error.cpp")
+        .file("csrc/counter.cpp")
+        .file("csrc/device_ops.cpp")
+        .file("csrc/cuda.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -47,6 +59,24 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/precision.cpp");
     println!("cargo:rerun-if-changed=csrc/fused.cpp");
     println!("cargo:rerun-if-changed=csrc/error.cpp");
+    println!("cargo:rerun-if-changed=csrc/counter.cpp");
+    println!("cargo:rerun-if-changed=csrc/device_ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/cuda.cpp");
     println!("cargo:rerun-if-changed=csrc/shim.h");
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The folder with `cuda_runtime_api.h` among the wheel's CUDA packages beside libtorch
+/// (`<site-packages>/torch/lib` -> `<site-packages>/nvidia/<any>/include`).
+fn cuda_runtime_include(lib: &std::path::Path) -> Option<PathBuf> {
+    let torch = lib.canonicalize().ok()?.parent()?.to_path_buf();
+    let nvidia = torch.parent()?.join("nvidia");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&nvidia)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("include"))
+        .filter(|dir| dir.join("cuda_runtime_api.h").exists())
+        .collect();
+    found.sort();
+    found.pop()
 }

@@ -47,14 +47,16 @@ int chargpt_adamw_update(at::Tensor* param, at::Tensor* exp_avg, at::Tensor* exp
   });
 }
 
-// The fast path's update: every parameter at once through libtorch's fused AdamW
-// (`torch.optim.AdamW(fused=True)`): one pass per tensor over param, grad and both
-// moments, instead of eight kernels per tensor. `steps[i]` is parameter i's step count,
-// already incremented. Returns 0, or -1 on a libtorch error (chargpt_last_error says why).
-int chargpt_fused_adamw(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, const int64_t* steps,
-                        int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay) {
+// The faithful path's update on CUDA, as torch.optim.AdamW's foreach algorithm
+// (`_multi_tensor_adamw`, capturable=False) issues it: the same formula as the single-tensor
+// one, op by op over every parameter at once; the bias corrections computed on the host
+// from the step counts (already incremented), as PyTorch computes them from its CPU step
+// tensors. Returns 0, or -1 on a libtorch error (chargpt_last_error says why).
+int chargpt_foreach_adamw(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, const int64_t* steps,
+                          int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay) {
   return chargpt::guarded(-1, [&] {
-    std::vector<at::Tensor> ps, gs, ms, vs, ts;
+    std::vector<at::Tensor> ps, gs, ms, vs;
+    std::vector<c10::Scalar> step_size, bias_correction2_sqrt;
     for (int64_t i = 0; i < n; i++) {
       TORCH_CHECK(params[i]->defined() && exp_avgs[i]->defined() && exp_avg_sqs[i]->defined(), "AdamW: undefined tensor");
       TORCH_CHECK(params[i]->grad().defined(), "AdamW: the parameter has no gradient");
@@ -63,9 +65,48 @@ int chargpt_fused_adamw(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor**
       gs.push_back(params[i]->grad());
       ms.push_back(*exp_avgs[i]);
       vs.push_back(*exp_avg_sqs[i]);
-      ts.push_back(at::scalar_tensor((double)steps[i], params[i]->options().dtype(at::kFloat)));
+      const double bias_correction1 = 1 - std::pow(beta1, (double)steps[i]);
+      const double bias_correction2 = 1 - std::pow(beta2, (double)steps[i]);
+      step_size.push_back((lr / bias_correction1) * -1);
+      bias_correction2_sqrt.push_back(std::pow(bias_correction2, 0.5));
     }
     c10::NoGradGuard no_grad;
+    at::_foreach_mul_(ps, 1 - lr * weight_decay);
+    at::_foreach_lerp_(ms, gs, 1 - beta1);
+    at::_foreach_mul_(vs, beta2);
+    at::_foreach_addcmul_(vs, gs, gs, 1 - beta2);
+    std::vector<at::Tensor> denom = at::_foreach_sqrt(vs);
+    at::_foreach_div_(denom, bias_correction2_sqrt);
+    at::_foreach_add_(denom, eps);
+    at::_foreach_addcdiv_(ps, ms, denom, step_size);
+    return 0;
+  });
+}
+
+// The fast path's update: every parameter at once through libtorch's fused AdamW
+// (`torch.optim.AdamW(fused=True)`): one pass per tensor over param, grad and both
+// moments, instead of eight kernels per tensor. `device_steps[i]` is parameter i's step
+// count before this step, a float32 scalar on its device, advanced here by one launch for
+// all (as PyTorch's `_fused_adamw` does), not made anew each step. Returns 0, or -1 on a
+// libtorch error (chargpt_last_error says why).
+int chargpt_fused_adamw(at::Tensor** params, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs, at::Tensor** device_steps,
+                        int64_t n, double lr, double beta1, double beta2, double eps, double weight_decay) {
+  return chargpt::guarded(-1, [&] {
+    std::vector<at::Tensor> ps, gs, ms, vs, ts;
+    for (int64_t i = 0; i < n; i++) {
+      TORCH_CHECK(params[i]->defined() && exp_avgs[i]->defined() && exp_avg_sqs[i]->defined(), "AdamW: undefined tensor");
+      TORCH_CHECK(params[i]->grad().defined(), "AdamW: the parameter has no gradient");
+      TORCH_CHECK(device_steps[i]->defined() && device_steps[i]->numel() == 1 &&
+                      device_steps[i]->device() == params[i]->device(),
+                  "AdamW: the step count must be one number on the parameter's device");
+      ps.push_back(*params[i]);
+      gs.push_back(params[i]->grad());
+      ms.push_back(*exp_avgs[i]);
+      vs.push_back(*exp_avg_sqs[i]);
+      ts.push_back(*device_steps[i]);
+    }
+    c10::NoGradGuard no_grad;
+    at::_foreach_add_(ts, 1);
     at::_fused_adamw_(ps, gs, ms, vs, {}, ts, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false,
                       /*maximize=*/false);
     return 0;

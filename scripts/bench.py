@@ -54,6 +54,11 @@ def main():
                     help="one process per side and round for all models, instead of one per model (for a GPU, where a process start costs seconds)")
     ap.add_argument("--bf16-models", default="",
                     help="models that also get bf16-autocast sides (chargpt fast and PyTorch eager), timed in the same rounds")
+    ap.add_argument("--graphs", action="store_true",
+                    help="also time chargpt's fast path with its step captured as a CUDA graph (train --cuda-graphs), in the same rounds")
+    ap.add_argument("--best-models", default="",
+                    help="models (v10) that also get the best-PyTorch side (scripts/best_pytorch.py: fused QKV, SDPA, fused "
+                         "AdamW), eager in the rounds and torch.compile'd once after them when they are in --compile-models")
     ap.add_argument("--contention", action="store_true",
                     help="time each side alone, beside a busy process and beside a copy of itself (default models v5,v8,v10, 3 rounds)")
     a = ap.parse_args()
@@ -75,7 +80,9 @@ def main():
     sides = ("faithful", "pytorch", "fast")
 
     bf16_models = [m for m in a.bf16_models.split(",") if m]
-    bf16_sides = ("fast_bf16", "pytorch_bf16")
+    bf16_sides = ("fast_bf16", "pytorch_bf16") + (("graphs_bf16",) if a.graphs else ())
+    best_models = [m for m in a.best_models.split(",") if m]
+    sides += ("graphs",) if a.graphs else ()
 
     def command(side, names):
         side, _, side_precision = side.partition("_")
@@ -83,27 +90,41 @@ def main():
                   "--precision", side_precision or precision]
         if side == "pytorch":
             return [a.python, ROOT / "scripts" / "bench_pytorch.py", "--device", a.device] + common
+        if side == "best":
+            return [a.python, ROOT / "scripts" / "best_pytorch.py", "--device", a.device] + common
+        if side == "graphs":
+            return [BIN, "bench", "--impl", "fast", "--cuda-graphs", "--device", dev] + common
         return [BIN, "bench", "--impl", side, "--device", dev] + common
 
     # runs[side][model]: one row per round. Per model, each round a fresh process per side
     # (speed varies per process on a shared CPU); with --one-process-per-round, one process
     # per side and round measures every model (a GPU's process start costs seconds).
-    runs = {k: {m: [] for m in models} for k in sides + bf16_sides}
+    best_sides = ("best", "best_bf16") if bf16_models else ("best",)
+    runs = {k: {m: [] for m in models} for k in sides + bf16_sides + best_sides}
     groups = [models] if a.one_process_per_round else [[m] for m in models]
     for group in groups:
         group_sides = sides + (bf16_sides if any(m in bf16_models for m in group) else ())
+        best_group = [m for m in group if m in best_models]
+        group_sides += best_sides if best_group else ()
         for r in range(a.rounds):
             # Alternate the order so that drift of the machine hits every side alike.
             for k in (group_sides if r % 2 == 0 else tuple(reversed(group_sides))):
-                for row in rows(command(k, group)):
+                for row in rows(command(k, best_group if k.startswith("best") else group)):
                     runs[k][row["model"]].append(row)
     for name in models:
         pick = lambda k: sorted(runs[k][name], key=lambda row: float(row["ms_per_step"]))[len(runs[k][name]) // 2]
         faithful, pytorch, fast = pick("faithful"), pick("pytorch"), pick("fast")
         bf16 = {k: float(pick(k)["ms_per_step"]) if runs[k][name] else float("nan") for k in bf16_sides}
+        ms_of = lambda k: float(pick(k)["ms_per_step"]) if runs.get(k, {}).get(name) else float("nan")
+        graphs = pick("graphs") if a.graphs and runs["graphs"][name] else None
         # torch.compile: once, after the others (its compilation is what takes time).
         compiled = compiled_row(command("pytorch", [name]) + ["--compile", "--generate-chars", "0"], a.compile_timeout_s) if name in compile_models else None
         compiled_ms = float(compiled["ms_per_step"]) if compiled else float("nan")
+        best_compiled = {}
+        if name in best_models and name in compile_models:
+            for k in best_sides:
+                row = compiled_row(command(k, [name]) + ["--compile"], a.compile_timeout_s)
+                best_compiled[k] = float(row["ms_per_step"]) if row else float("nan")
         flops = float(faithful["flops_per_step"])
         tokens = PRESETS[config]["batch_size"] * PRESETS[config]["block_size"]  # B * Tmax of the configuration
         rust_ms, fast_ms, py_ms = (float(r["ms_per_step"]) for r in (faithful, fast, pytorch))
@@ -143,11 +164,34 @@ def main():
             threads=threads,
             config=config,
             precision=precision,
+            # What a step costs the host (chargpt's own count, `crate::op_count`), per step.
+            rust_launches_per_step=int(faithful.get("launches_per_step") or -1),
+            fast_launches_per_step=int(fast.get("launches_per_step") or -1),
+            rust_host_syncs_per_step=int(faithful.get("host_syncs_per_step") or -1),
+            fast_host_syncs_per_step=int(fast.get("host_syncs_per_step") or -1),
+            fast_peak_mem_mb=float(fast.get("peak_mem_mb") or "nan"),
+            graphs_ms_per_step=round(float(graphs["ms_per_step"]), 3) if graphs else float("nan"),
+            graphs_captured=graphs["cuda_graph"] if graphs else "",
+            graphs_launches_per_step=int(graphs["launches_per_step"]) if graphs else -1,
+            graphs_tokens_per_s=round(tokens / (float(graphs["ms_per_step"]) / 1e3)) if graphs else float("nan"),
+            graphs_pct_of_peak=round(100 * flops / float(graphs["ms_per_step"]) / 1e6 / peak, 1) if graphs else float("nan"),
+            graphs_peak_mem_mb=float(graphs.get("peak_mem_mb") or "nan") if graphs else float("nan"),
+            graphs_bf16_ms_per_step=round(bf16.get("graphs_bf16", float("nan")), 3),
+            pytorch_best_ms_per_step=round(ms_of("best"), 3),
+            pytorch_best_bf16_ms_per_step=round(ms_of("best_bf16"), 3),
+            pytorch_best_compile_ms_per_step=round(best_compiled.get("best", float("nan")), 3),
+            pytorch_best_compile_bf16_ms_per_step=round(best_compiled.get("best_bf16", float("nan")), 3),
         )
         table.append(row)
         print(f"{name:>4}: rust {rust_ms:8.2f} ms  fast {fast_ms:8.2f} ms  pytorch {py_ms:8.2f} ms  "
               f"ratio {row['ratio_rust_pytorch']:.2f} / fast {row['ratio_fast_pytorch']:.2f}  "
               f"fast {row['fast_pct_of_peak']:.1f}% of peak", flush=True)
+        if graphs:
+            print(f"      CUDA graph: fast {row['graphs_ms_per_step']:8.2f} ms ({row['graphs_launches_per_step']} launches a step, "
+                  f"captured: {row['graphs_captured']})", flush=True)
+        if name in best_models:
+            print(f"      best PyTorch: eager {row['pytorch_best_ms_per_step']} ms, compiled {row['pytorch_best_compile_ms_per_step']} ms; "
+                  f"bf16 eager {row['pytorch_best_bf16_ms_per_step']} ms, compiled {row['pytorch_best_compile_bf16_ms_per_step']} ms", flush=True)
         if name in bf16_models:
             print(f"      bf16 autocast: fast {bf16['fast_bf16']:8.2f} ms  pytorch {bf16['pytorch_bf16']:8.2f} ms  "
                   f"fast bf16 / pytorch fp32 {row['ratio_fast_bf16_pytorch']:.2f}, / pytorch bf16 "

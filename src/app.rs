@@ -39,6 +39,9 @@ pub fn train(folder: Folder, plot: bool) -> Result<()> {
         Folder::New { config, device, out, force } => (*config, device, Claim::Later { out, force }),
     };
     opts.validate()?;
+    if let Some(why) = opts.cuda_graphs.then(|| crate::cuda_graph::unavailable(device, opts.implementation)).flatten() {
+        bail!(why);
+    }
     let resumed_run = match &claim {
         Claim::Held(run, _) => Some(run.clone()),
         Claim::Later { .. } => None,

@@ -161,14 +161,19 @@ pub struct Machine {
     pub libtorch: String,
     /// MKL's reproducibility mode (`MKL_CBWR`) the process ran with.
     pub mkl_cbwr: String,
+    /// The GPU of a CUDA run (None on the CPU, and in runs recorded before chargpt kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::device::Gpu>,
 }
 
 impl Machine {
-    pub fn this() -> Machine {
+    /// This machine, computing on `device`.
+    pub fn this(device: tch::Device) -> Machine {
         Machine {
             cpu: cpu_model(&std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
             libtorch: crate::rng::libtorch_version(),
             mkl_cbwr: std::env::var("MKL_CBWR").unwrap_or_else(|_| "unset".to_string()),
+            gpu: crate::device::Gpu::of(device),
         }
     }
 
@@ -181,6 +186,12 @@ impl Machine {
         {
             if then != here {
                 what.push(format!("{name} {then:?} then, {here:?} now"));
+            }
+        }
+        let gpu = |m: &Machine| m.gpu.as_ref().map(|g| g.name.clone());
+        if let (Some(then), Some(here)) = (gpu(self), gpu(now)) {
+            if then != here {
+                what.push(format!("GPU {then:?} then, {here:?} now"));
             }
         }
         (!what.is_empty()).then(|| what.join("; "))
@@ -284,7 +295,7 @@ mod tests {
 
     #[test]
     fn a_machine_names_each_difference() {
-        let then = Machine { cpu: "A".into(), libtorch: "2.11.0".into(), mkl_cbwr: MKL_CBWR.into() };
+        let then = Machine { cpu: "A".into(), libtorch: "2.11.0".into(), mkl_cbwr: MKL_CBWR.into(), gpu: None };
         assert_eq!(then.differences(&then.clone()), None);
         let now = Machine { cpu: "B".into(), libtorch: "2.12.0".into(), ..then.clone() };
         let said = then.differences(&now).unwrap();

@@ -1,5 +1,5 @@
 //! Measuring what a training step costs: the step itself (forward, loss, backward,
-//! AdamW, the loss read back as the trainer does), generation throughput, the analytic
+//! AdamW, as the trainer does it), its ops, launches and host syncs (`crate::op_count`), generation throughput, the analytic
 //! FLOPs of a step, and the machine's fp32 matmul rate through libtorch.
 
 use crate::device::DeviceKind;
@@ -39,6 +39,8 @@ pub struct Timing {
     pub floor: bool,
     /// Sequences per step, in place of the preset's.
     pub batch_size: Option<i64>,
+    /// The step captured as a CUDA graph and replayed (`crate::cuda_graph`).
+    pub cuda_graphs: bool,
 }
 
 /// `chargpt bench`: one CSV line per model (the format scripts/bench.py reads).
@@ -50,14 +52,21 @@ pub fn print_steps(
     precision: Precision,
     timing: Timing,
 ) -> Result<()> {
-    let Timing { budget_s, generate_chars, follow_load, floor, batch_size } = timing;
+    let Timing { budget_s, generate_chars, follow_load, floor, batch_size, cuda_graphs } = timing;
     let (cfg, preset_batch) = bench_config(preset, 84);
     let batch = batch_size.unwrap_or(preset_batch);
     let threads = tch::get_num_threads();
-    println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision,batch_size");
+    println!("model,impl,parameters,ms_per_step,flops_per_step,floor_ms,gen_chars_per_s,threads,device,precision,batch_size,ops_per_step,launches_per_step,host_syncs_per_step,cuda_graph,peak_mem_mb");
     for &kind in models {
         let mut b = StepBench::new(kind, &cfg, implementation, batch, device)?;
         b.precision = precision;
+        if cuda_graphs {
+            let (graph, note) = crate::cuda_graph::StepGraph::new(device);
+            if let Some(note) = note {
+                eprintln!("{kind}: {note}");
+            }
+            b.graph = graph;
+        }
         // As training does: fewer threads while other processes keep cores busy, each
         // model starting from all of them.
         if follow_load {
@@ -65,7 +74,13 @@ pub fn print_steps(
         }
         b.cpu_share =
             if follow_load && !device.is_cuda() { crate::cpu_share::CpuShare::new(crate::device::available_cpus()) } else { None };
-        let times = b.time_steps(3, 5, budget_s);
+        crate::cuda_graph::peak_memory_bytes(device, true);
+        // With a graph: its warm-up and capture before the timed steps.
+        let warmup = if cuda_graphs { crate::cuda_graph::WARMUP_STEPS + 3 } else { 3 };
+        let times = b.time_steps(warmup, 5, budget_s);
+        let counts = b.count_step();
+        let graphed = matches!(b.graph, crate::cuda_graph::StepGraph::Captured(_));
+        let peak_mb = crate::cuda_graph::peak_memory_bytes(device, false).map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
         let gen = if generate_chars > 0 { generation_rate(&b.model, generate_chars) } else { f64::NAN };
         // The step's own matmuls, in the same process and threads (`crate::floor`).
         let gemm_kind = if precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
@@ -76,7 +91,8 @@ pub fn print_steps(
         };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
         let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
-        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision},{batch}");
+        let (ops, launches, syncs) = (counts.ops, counts.launches, counts.host_syncs);
+        println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision},{batch},{ops},{launches},{syncs},{graphed},{peak_mb:.1}");
     }
     Ok(())
 }
@@ -99,6 +115,8 @@ pub struct StepBench {
     pub precision: Precision,
     /// Threads that follow the load (None: a fixed count).
     pub cpu_share: Option<crate::cpu_share::CpuShare>,
+    /// Eager steps, or the step as a CUDA graph.
+    pub graph: crate::cuda_graph::StepGraph,
     opt: AdamW,
     x: Tensor,
     y: Tensor,
@@ -108,40 +126,54 @@ impl StepBench {
     pub fn new(kind: ModelKind, cfg: &Config, implementation: Implementation, batch_size: i64, device: Device) -> Result<Self> {
         tch::manual_seed(0);
         let model = Model::with_implementation(kind, cfg, implementation, device)?;
-        let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4), Update::of(implementation));
+        let opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(1e-4), Update::of(implementation, device));
         let shape = [batch_size, cfg.block_size];
         let x = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
         let y = Tensor::randint(cfg.vocab_size, shape, (Kind::Int64, device));
-        Ok(StepBench { model, precision: Precision::Fp32, cpu_share: None, opt, x, y })
+        Ok(StepBench { model, precision: Precision::Fp32, cpu_share: None, graph: crate::cuda_graph::StepGraph::Eager, opt, x, y })
     }
 
-    /// One training step, as the trainer does it; returns the loss.
-    pub fn step(&mut self) -> f64 {
+    /// One training step, as the trainer does it; returns the loss, still on the device
+    /// (the trainer reads losses now and then, not at every step).
+    pub fn step(&mut self) -> Tensor {
         if let Some(share) = &mut self.cpu_share {
             share.give_way();
         }
-        let loss = self.precision.forward(self.x.device(), || self.model.loss(&self.x, &self.y, true));
-        self.opt.zero_grad().unwrap_or_else(|e| crate::ffi::raise(e));
-        loss.backward();
-        self.opt.step().unwrap_or_else(|e| crate::ffi::raise(e));
-        loss.double_value(&[])
+        let stepped = self.graph.step(&self.model, &mut self.opt, self.precision, &self.x, &self.y);
+        let (loss, note) = stepped.unwrap_or_else(|e| crate::ffi::raise(crate::ffi::LibtorchError(e.to_string())));
+        if let Some(note) = note {
+            eprintln!("{}: {note}", self.model.kind);
+        }
+        loss
+    }
+
+    /// What one step (after warm-up) costs in ops, launches and host syncs.
+    pub fn count_step(&mut self) -> crate::op_count::OpCount {
+        let _ = self.step();
+        let (_, counts, _) = crate::op_count::count(|| self.step()).unwrap_or_else(|e| crate::ffi::raise(e));
+        counts
     }
 
     /// Seconds per step: `warmup` untimed steps, then at least `min_steps` and about
-    /// `budget_s` seconds of timed ones.
+    /// `budget_s` seconds of timed ones. On a GPU the steps are timed ten at a time between
+    /// two waits for the device, as training runs them (the host queues a step while the
+    /// device computes the one before).
     pub fn time_steps(&mut self, warmup: usize, min_steps: usize, budget_s: f64) -> Vec<f64> {
         for _ in 0..warmup {
-            self.step();
+            let _ = self.step();
         }
         let device = self.model.device();
+        let group = if device.is_cuda() { 10 } else { 1 };
         let mut times = Vec::new();
         let start = Instant::now();
         while times.len() < min_steps || start.elapsed().as_secs_f64() < budget_s {
             sync(device);
             let t0 = Instant::now();
-            self.step();
+            for _ in 0..group {
+                let _ = self.step();
+            }
             sync(device);
-            times.push(t0.elapsed().as_secs_f64());
+            times.push(t0.elapsed().as_secs_f64() / group as f64);
             if times.len() >= 1000 {
                 break;
             }

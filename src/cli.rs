@@ -169,6 +169,11 @@ pub(crate) struct TrainArgs {
     /// under bf16 autocast, on CUDA or the CPU (fast where the CPU has AVX512-BF16 or AMX).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,
+    /// Capture the training step as a CUDA graph after a few eager steps and replay it
+    /// (--impl fast on CUDA): the host then issues a few launches a step instead of
+    /// hundreds. Where capture is not possible a line says why and training stays eager.
+    #[arg(long)]
+    pub(crate) cuda_graphs: bool,
     /// libtorch's CPU threads, recorded in run.json and kept by every resume. `auto` (the
     /// default): the CPUs this process may use, fewer while other processes keep cores
     /// busy, where the count does not change the numbers (checked per model; else fixed).
@@ -229,7 +234,8 @@ impl TrainArgs {
         o.precision = self.precision.unwrap_or(Precision::default_for(device));
         o.device = DeviceKind::of(device);
         o.threads = Some(self.threads.unwrap_or_else(Threads::default_now));
-        o.machine = Some(Machine::this());
+        o.machine = Some(Machine::this(device));
+        o.cuda_graphs = self.cuda_graphs;
         Ok((o, device))
     }
 
@@ -250,6 +256,7 @@ impl TrainArgs {
             precision: self.precision,
             threads: self.threads,
             data: self.data.clone(),
+            cuda_graphs: self.cuda_graphs,
         })
     }
 }
@@ -351,6 +358,10 @@ pub(crate) struct BenchArgs {
     /// Numeric precision (default: tf32 on CUDA, fp32 on the CPU).
     #[arg(long, value_enum)]
     pub(crate) precision: Option<Precision>,
+    /// Time the step captured as a CUDA graph and replayed (--impl fast on CUDA), as
+    /// `train --cuda-graphs` runs it.
+    #[arg(long)]
+    pub(crate) cuda_graphs: bool,
 }
 
 #[derive(Args)]

@@ -70,6 +70,10 @@ pub struct RunConfig {
     /// the precision each started model was trained with, which it keeps otherwise.
     #[serde(skip)]
     pub precision_given: bool,
+    /// This session's `--cuda-graphs` (not saved: it changes how fast a step runs, not what
+    /// it computes): the fast path's training step captured and replayed on CUDA.
+    #[serde(skip)]
+    pub cuda_graphs: bool,
 }
 
 fn fp32() -> Precision {
@@ -86,6 +90,8 @@ pub struct ResumeFlags {
     pub threads: Option<Threads>,
     /// The run's text, moved (`--data`; the same sha256).
     pub data: Option<PathBuf>,
+    /// `--cuda-graphs` for this session.
+    pub cuda_graphs: bool,
 }
 
 /// The default corpus (`make data`).
@@ -121,6 +127,7 @@ impl RunConfig {
             threads: None,
             machine: None,
             precision_given: false,
+            cuda_graphs: false,
         }
     }
 
@@ -234,6 +241,7 @@ impl RunConfig {
         }
         opts.precision = precision.unwrap_or(opts.precision);
         opts.precision_given = precision.is_some();
+        opts.cuda_graphs = flags.cuda_graphs;
         opts.threads = Some(match (threads, opts.threads) {
             (Some(given), Some(recorded)) if given != recorded => {
                 crate::say!("chargpt: continuing with --threads {given} instead of the run's {recorded}: its numbers may part from an uninterrupted run's");
@@ -250,7 +258,7 @@ impl RunConfig {
                 now
             }
         });
-        let here = Machine::this();
+        let here = Machine::this(device);
         if let Some(diff) = opts.machine.as_ref().and_then(|then| then.differences(&here)) {
             crate::say!("chargpt: this run started elsewhere ({diff}): its numbers will part from an uninterrupted run's");
         }

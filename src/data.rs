@@ -197,7 +197,13 @@ impl Dataset {
     /// data lives and moved to `device`.
     pub fn batch(&self, split: Split, batch_size: i64, block_size: i64, device: Device) -> (Tensor, Tensor) {
         let data = self.split(split);
-        let ix = self.batch_indices(split, batch_size, block_size).to_device(data.device());
+        let ix = self.batch_indices(split, batch_size, block_size);
+        let ix = match data.device() {
+            // From page-locked memory without waiting: a copy from ordinary memory would
+            // make the host wait for the device at every step.
+            gpu @ Device::Cuda(_) => ix.pin_memory(gpu).to_device_(gpu, Kind::Int64, true, false),
+            _ => ix,
+        };
         windows(data, &ix, block_size, device)
     }
 

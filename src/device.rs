@@ -123,3 +123,45 @@ impl Drop for OneThread {
         }
     }
 }
+
+extern "C" {
+    fn chargpt_cuda_device_info(device: i64, buf: *mut std::os::raw::c_char, len: i64) -> i32;
+}
+
+/// A GPU as libtorch reports it: what a GPU run's numbers and speed depend on, as a CPU
+/// run's depend on its CPU and thread count.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Gpu {
+    pub name: String,
+    pub memory_mib: i64,
+    /// Compute capability, e.g. "9.0".
+    pub capability: String,
+    /// The CUDA runtime libtorch was built with, e.g. "13.0".
+    pub cuda_runtime: String,
+    /// cuDNN's version number (0: none).
+    pub cudnn: i64,
+}
+
+impl Gpu {
+    /// The GPU behind `device` (None on the CPU, or where libtorch cannot say).
+    pub fn of(device: Device) -> Option<Gpu> {
+        let Device::Cuda(index) = device else { return None };
+        let mut buf = vec![0u8; 512];
+        // SAFETY: the C++ side writes at most `len` bytes, NUL-terminated, into `buf`, and
+        // catches every exception.
+        let rc = unsafe { chargpt_cuda_device_info(index as i64, buf.as_mut_ptr().cast(), buf.len() as i64) };
+        if rc != 0 {
+            return None;
+        }
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let text = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let [name, bytes, capability, runtime, cudnn] = text.split('|').collect::<Vec<_>>()[..] else { return None };
+        Some(Gpu {
+            name: name.to_string(),
+            memory_mib: bytes.parse::<i64>().ok()? >> 20,
+            capability: capability.to_string(),
+            cuda_runtime: runtime.to_string(),
+            cudnn: cudnn.parse().ok()?,
+        })
+    }
+}

@@ -12,16 +12,21 @@
 use std::cell::OnceCell;
 use tch::{Kind, Tensor};
 
-/// Which kernels the fast path's LayerNorm and dropout use, chosen when a model is built.
+/// Which kernels the fast path's LayerNorm, dropout and attention use, chosen when a model
+/// is built (for the device it is built for, `Implementation::compute`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
     /// The one-pass CPU kernels of `fused` where they apply (f32 on the CPU), the
-    /// portable ones elsewhere: what `--impl fast` runs.
+    /// portable ones elsewhere: what `--impl fast` runs on the CPU.
     #[default]
     Fused,
-    /// The portable libtorch-op versions everywhere (what CUDA runs), for tests and
-    /// comparisons on the CPU.
+    /// The portable libtorch-op versions everywhere, for tests and comparisons on the CPU.
     Portable,
+    /// The GPU form, where a step costs a launch per op: libtorch's native dropout (one
+    /// kernel each way), the blog's LayerNorm as one autograd node (`csrc/device_ops.cpp`),
+    /// fused `scaled_dot_product_attention`. What `--impl fast` runs on CUDA; it runs on the
+    /// CPU too, so that tests count and check it there.
+    Gpu,
 }
 
 impl Kernels {
@@ -51,7 +56,7 @@ pub struct FusedHeads<'a> {
 /// loop; different dropout draws.
 ///
 /// On the CPU in fp32 the attention is the one-pass kernel of `fused`, which reads the QKV
-/// output in place. On CUDA it is libtorch's fused `scaled_dot_product_attention`.
+/// output in place. In the GPU form it is libtorch's fused `scaled_dot_product_attention`.
 /// Elsewhere (the portable kernels, bf16 on the CPU), where libtorch's CPU SDPA is slower
 /// than plain batched matmuls at these sizes (fwd+bwd of [32, 4, 64, 32]: 5.4 ms against
 /// 3.4-4.8 ms), the causal mask is added inside the scores' matmul (`baddbmm` of a 0/-inf
@@ -68,7 +73,7 @@ pub fn attention(x: &Tensor, heads: &FusedHeads, train: bool, kernels: Kernels) 
         return crate::fused::causal_attention(&qkv, h, scale, p);
     }
     let qkv = qkv.view([b, t, 3, h, head_size]);
-    let y = if x.device().is_cuda() {
+    let y = if kernels == Kernels::Gpu {
         let qkv = qkv.permute([2, 0, 3, 1, 4]); // [3, B, H, T, head_size], a view
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, p, true, scale, false)
@@ -88,20 +93,22 @@ pub fn attention(x: &Tensor, heads: &FusedHeads, train: bool, kernels: Kernels) 
 }
 
 /// The fast path's dropout: PyTorch's distribution (keep with probability `1 - p`, scale
-/// by `1 / (1 - p)`) from different random numbers. On the CPU a one-pass kernel with a
-/// parallel counter-based generator; elsewhere `x * (uniform < 1 - p) / (1 - p)`, which
-/// avoids the per-element `bernoulli_`.
+/// by `1 / (1 - p)`). On the CPU a one-pass kernel with a parallel counter-based
+/// generator; in the GPU form libtorch's `native_dropout` (what `nn.Dropout` runs on CUDA:
+/// one kernel each way); elsewhere `x * (uniform < 1 - p) / (1 - p)`, which avoids the
+/// per-element `bernoulli_`.
 pub fn dropout(x: &Tensor, p: f64, train: bool, kernels: Kernels) -> Tensor {
     if !train || p == 0.0 {
         return x.shallow_clone();
     }
-    if kernels.fused_for(x) {
-        return crate::fused::dropout(x, p);
+    match kernels {
+        Kernels::Gpu => x.native_dropout(p, true).0,
+        _ if kernels.fused_for(x) => crate::fused::dropout(x, p),
+        _ => portable_dropout(x, p),
     }
-    portable_dropout(x, p)
 }
 
-/// The dropout of CUDA and other devices: `x * (uniform < 1 - p) / (1 - p)`.
+/// The portable dropout: `x * (uniform < 1 - p) / (1 - p)`.
 pub fn portable_dropout(x: &Tensor, p: f64) -> Tensor {
     let keep = 1.0 - p;
     (x * x.rand_like().lt(keep)) * (1.0 / keep)
@@ -109,16 +116,18 @@ pub fn portable_dropout(x: &Tensor, p: f64) -> Tensor {
 
 /// The blog's LayerNorm (docs/MODELS.md: unbiased std, eps added to the std), the same
 /// function as the faithful LayerNorm in fewer kernels: the one-pass kernel on the CPU,
-/// the portable composite elsewhere.
+/// one autograd node of libtorch ops in the GPU form, the portable composite elsewhere.
 pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, kernels: Kernels) -> Tensor {
-    if kernels.fused_for(x) {
-        return crate::fused::blog_layer_norm(x, gamma, beta, eps);
+    match kernels {
+        Kernels::Gpu => crate::fused::blog_layer_norm_ops(x, gamma, beta, eps),
+        _ if kernels.fused_for(x) => crate::fused::blog_layer_norm(x, gamma, beta, eps),
+        _ => portable_layer_norm(x, gamma, beta, eps),
     }
-    portable_layer_norm(x, gamma, beta, eps)
 }
 
-/// The LayerNorm of CUDA and other devices. libtorch's std kernel (Welford) is ~10x slower
-/// than a plain sum of squares; the fused multiply-add applies gamma and beta in one pass.
+/// The portable LayerNorm (bf16 on the CPU). libtorch's CPU std kernel (Welford) is ~10x
+/// slower than a plain sum of squares; the fused multiply-add applies gamma and beta in one
+/// pass.
 pub fn portable_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
     let d = *x.size().last().expect("LayerNorm input has a last dim");
     let centered = x - x.mean_dim(-1, true, Kind::Float);
@@ -170,6 +179,7 @@ mod tests {
             ("faithful", faithful.forward(&x)),
             ("fused kernel", crate::fused::blog_layer_norm(&x, gamma, beta, eps)),
             ("portable", portable_layer_norm(&x, gamma, beta, eps)),
+            ("GPU form's node", crate::fused::blog_layer_norm_ops(&x, gamma, beta, eps)),
         ] {
             // Row by row, so that a small-std row is not hidden by a large one.
             let err = (y.to_kind(Kind::Double) - &expected).abs().amax([-1], false);

@@ -13,6 +13,12 @@ extern "C" {
         beta: *const torch_sys::C_tensor,
         eps: f64,
     ) -> *mut torch_sys::C_tensor;
+    fn chargpt_blog_layer_norm_ops(
+        x: *const torch_sys::C_tensor,
+        gamma: *const torch_sys::C_tensor,
+        beta: *const torch_sys::C_tensor,
+        eps: f64,
+    ) -> *mut torch_sys::C_tensor;
     fn chargpt_fast_dropout(x: *const torch_sys::C_tensor, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_causal_attention(qkv: *const torch_sys::C_tensor, heads: i64, scale: f64, p: f64) -> *mut torch_sys::C_tensor;
     fn chargpt_causal_attention_available() -> std::os::raw::c_int;
@@ -49,6 +55,14 @@ pub fn blog_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> T
     // device, dtype and sizes before it reads their memory, catches every exception, and
     // returns a new owned at::Tensor* or null.
     checked("fused LayerNorm", unsafe { chargpt_blog_layer_norm(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) })
+}
+
+/// The blog's LayerNorm over the last dim as one autograd node of libtorch ops, its
+/// backward in closed form (`csrc/device_ops.cpp`): the GPU form's, on any device and
+/// float dtype. Violations (sizes, eps) are a [`LibtorchError`] panic, as above.
+pub fn blog_layer_norm_ops(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Tensor {
+    // SAFETY: as for blog_layer_norm: borrowed live tensors, checked and guarded in C++.
+    checked("LayerNorm", unsafe { chargpt_blog_layer_norm_ops(x.as_ptr(), gamma.as_ptr(), beta.as_ptr(), eps) })
 }
 
 /// Training-mode dropout with probability `p` in `[0, 1)`: each element kept with
@@ -137,17 +151,20 @@ mod tests {
         let _rng = crate::rng_lock();
         let (x, gamma, beta) = inputs(1);
         let upstream = Tensor::randn([3, 70, 128], (Kind::Float, Device::Cpu));
-        let mut grads = Vec::new();
-        for fused in [false, true] {
-            let y = if fused { blog_layer_norm(&x, &gamma, &beta, 1e-6) } else { reference(&x, &gamma, &beta) };
+        let run = |y: Tensor| {
             let g = Tensor::run_backward(&[(&y * &upstream).sum(Kind::Float)], &[&x, &gamma, &beta], false, false);
-            grads.push((y.detach(), g));
-        }
-        let ((y0, g0), (y1, g1)) = (&grads[0], &grads[1]);
-        assert!(max_diff(y0, y1) < 1e-5, "forward differs by {}", max_diff(y0, y1));
-        for (name, (a, b)) in ["x", "gamma", "beta"].iter().zip(g0.iter().zip(g1)) {
-            let d = max_diff(a, b);
-            assert!(d < 1e-4, "grad of {name} differs by {d}");
+            (y.detach(), g)
+        };
+        let (y0, g0) = run(reference(&x, &gamma, &beta));
+        // The one-pass CPU kernel, and the GPU form's node of libtorch ops.
+        for (what, (y1, g1)) in
+            [("kernel", run(blog_layer_norm(&x, &gamma, &beta, 1e-6))), ("node", run(blog_layer_norm_ops(&x, &gamma, &beta, 1e-6)))]
+        {
+            assert!(max_diff(&y0, &y1) < 1e-5, "{what}: forward differs by {}", max_diff(&y0, &y1));
+            for (name, (a, b)) in ["x", "gamma", "beta"].iter().zip(g0.iter().zip(&g1)) {
+                let d = max_diff(a, b);
+                assert!(d < 1e-4, "{what}: grad of {name} differs by {d}");
+            }
         }
     }
 
@@ -159,12 +176,14 @@ mod tests {
         let gamma = Tensor::ones([16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let beta = Tensor::zeros([16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let up = Tensor::randn([4, 16], (Kind::Float, Device::Cpu));
-        let fused = Tensor::run_backward(&[(blog_layer_norm(&x, &gamma, &beta, 1e-6) * &up).sum(Kind::Float)], &[&x], false, false);
         let composite = Tensor::run_backward(&[(reference(&x, &gamma, &beta) * &up).sum(Kind::Float)], &[&x], false, false);
-        assert_eq!(fused[0].isfinite().all().int64_value(&[]), 1);
-        // The gradient is r * (dxhat - mean(dxhat)) with r = 1/eps = 1e6: compare relatively.
-        let scale = composite[0].abs().max().double_value(&[]);
-        assert!(max_diff(&fused[0], &composite[0]) <= 1e-6 * scale);
+        for norm in [blog_layer_norm, blog_layer_norm_ops] {
+            let fused = Tensor::run_backward(&[(norm(&x, &gamma, &beta, 1e-6) * &up).sum(Kind::Float)], &[&x], false, false);
+            assert_eq!(fused[0].isfinite().all().int64_value(&[]), 1);
+            // The gradient is r * (dxhat - mean(dxhat)) with r = 1/eps = 1e6: compare relatively.
+            let scale = composite[0].abs().max().double_value(&[]);
+            assert!(max_diff(&fused[0], &composite[0]) <= 1e-6 * scale);
+        }
     }
 
     #[test]

@@ -95,20 +95,31 @@ impl Module for Linear {
 #[derive(Debug)]
 pub struct Embedding {
     weight: Tensor,
+    compute: Compute,
 }
 
 impl Embedding {
-    pub fn new(p: Path, n: i64, d: i64) -> Self {
+    pub fn new(p: Path, n: i64, d: i64, compute: Compute) -> Self {
         let weight = parameter(&p, "weight", &[n, d], |t| {
             let _ = t.normal_(0.0, 1.0);
         });
-        Embedding { weight }
+        Embedding { weight, compute }
     }
 }
 
 impl Module for Embedding {
     fn forward(&self, idx: &Tensor) -> Tensor {
-        Tensor::embedding(&self.weight, idx, -1, false, false)
+        match self.compute {
+            // The same rows; the backward adds into the table (`index_add_`) where libtorch's
+            // CUDA embedding backward sorts and reads a count to the host for batches of over
+            // 3,072 tokens, which a CUDA graph cannot capture.
+            Compute::Fast(Kernels::Gpu) => {
+                let mut shape = idx.size();
+                shape.push(self.weight.size()[1]);
+                self.weight.index_select(0, &idx.reshape([-1])).view(shape.as_slice())
+            }
+            _ => Tensor::embedding(&self.weight, idx, -1, false, false),
+        }
     }
 }
 

@@ -95,12 +95,16 @@ fn cmd_bench(args: BenchArgs) -> Result<()> {
     if let Some(b) = args.batch_size.filter(|&b| b <= 0) {
         bail!("--batch-size must be a positive integer, got {b}");
     }
+    if let Some(why) = args.cuda_graphs.then(|| chargpt::cuda_graph::unavailable(device, args.implementation)).flatten() {
+        bail!(why);
+    }
     let timing = chargpt::bench::Timing {
         budget_s: args.budget_s,
         generate_chars: args.generate_chars,
         follow_load: args.threads == chargpt::arithmetic::Threads::Auto,
         floor: !args.no_floor,
         batch_size: args.batch_size,
+        cuda_graphs: args.cuda_graphs,
     };
     chargpt::bench::print_steps(&models, args.config, args.implementation, device, precision, timing)
 }

@@ -25,10 +25,12 @@ pub enum Implementation {
 }
 
 impl Implementation {
-    /// How the layers of a model built for it compute.
-    pub fn compute(self) -> Compute {
+    /// How the layers of a model built for it on `device` compute: the fast path in its
+    /// GPU form on CUDA (`Kernels::Gpu`), with the CPU kernels elsewhere.
+    pub fn compute(self, device: Device) -> Compute {
         match self {
             Implementation::Faithful => Compute::Faithful,
+            Implementation::Fast if device.is_cuda() => Compute::Fast(crate::fast::Kernels::Gpu),
             Implementation::Fast => Compute::Fast(crate::fast::Kernels::Fused),
         }
     }
@@ -51,9 +53,9 @@ struct TokenAndPosition {
 }
 
 impl TokenAndPosition {
-    fn new(p: &Path, cfg: &Config) -> Self {
-        let embedding = Embedding::new(p / "embedding", cfg.vocab_size, cfg.n_embed);
-        let positional_embedding = Embedding::new(p / "positional_embedding", cfg.block_size, cfg.n_embed);
+    fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
+        let embedding = Embedding::new(p / "embedding", cfg.vocab_size, cfg.n_embed, compute);
+        let positional_embedding = Embedding::new(p / "positional_embedding", cfg.block_size, cfg.n_embed, compute);
         TokenAndPosition { embedding, positional_embedding }
     }
 }
@@ -73,8 +75,8 @@ pub struct V1 {
 }
 
 impl V1 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
-        V1 { embedding: Embedding::new(p / "embedding", cfg.vocab_size, cfg.vocab_size) }
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
+        V1 { embedding: Embedding::new(p / "embedding", cfg.vocab_size, cfg.vocab_size, compute) }
     }
 }
 
@@ -92,8 +94,8 @@ pub struct V2 {
 }
 
 impl V2 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
-        let embedding = Embedding::new(p / "embedding", cfg.vocab_size, cfg.n_embed);
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
+        let embedding = Embedding::new(p / "embedding", cfg.vocab_size, cfg.n_embed, compute);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         V2 { embedding, fc }
     }
@@ -113,8 +115,8 @@ pub struct V3 {
 }
 
 impl V3 {
-    pub fn new(p: &Path, cfg: &Config) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
+    pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
+        let input = TokenAndPosition::new(p, cfg, compute);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         V3 { input, fc }
     }
@@ -136,7 +138,7 @@ pub struct V4 {
 
 impl V4 {
     pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
+        let input = TokenAndPosition::new(p, cfg, compute);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         let self_attention = Head::new(p / "self_attention", cfg.n_embed, cfg.n_embed, cfg.block_size, None, compute);
         V4 { input, fc, self_attention }
@@ -159,7 +161,7 @@ pub struct V5 {
 
 impl V5 {
     pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
+        let input = TokenAndPosition::new(p, cfg, compute);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj, compute);
         V5 { input, fc, self_attention }
@@ -183,7 +185,7 @@ pub struct V6 {
 
 impl V6 {
     pub fn new(p: &Path, cfg: &Config, compute: Compute) -> Self {
-        let input = TokenAndPosition::new(p, cfg);
+        let input = TokenAndPosition::new(p, cfg, compute);
         let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
         let self_attention = MultiHead::new(p / "self_attention", cfg, MultiHeadKind::Proj, compute);
         let ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
@@ -227,7 +229,7 @@ impl ModuleT for BlockStack {
 /// V7. Adds: three plain blocks (Block1: attention without the projection, then a
 /// feed-forward; no residuals, no LayerNorm) in place of V6's attention and feed-forward.
 pub fn v7(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
-    let input = TokenAndPosition::new(p, cfg);
+    let input = TokenAndPosition::new(p, cfg, compute);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
     let blocks = (0..3).map(|b| Block::block1(p / "blocks" / b, cfg, compute)).collect();
     let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
@@ -237,7 +239,7 @@ pub fn v7(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
 /// V8. Adds: residual connections, the projection back, and a 4x wide feed-forward
 /// (Block2).
 pub fn v8(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
-    let input = TokenAndPosition::new(p, cfg);
+    let input = TokenAndPosition::new(p, cfg, compute);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
     let blocks = (0..3).map(|b| Block::block2(p / "blocks" / b, cfg, compute)).collect();
     let _unused_ff = FeedForward::new(p / "ff", cfg, FeedForwardKind::FF1, compute);
@@ -247,7 +249,7 @@ pub fn v8(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
 /// V9. Adds: a LayerNorm before the attention and before the feed-forward in each block
 /// (Block3), and a final LayerNorm (kept inside `blocks`, as `blocks.3`).
 pub fn v9(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
-    let input = TokenAndPosition::new(p, cfg);
+    let input = TokenAndPosition::new(p, cfg, compute);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
     let blocks = (0..3).map(|b| Block::block3(p / "blocks" / b, cfg, compute)).collect();
     let final_norm = Some(LayerNorm::new(p / "blocks" / 3, cfg.n_embed, compute));
@@ -258,7 +260,7 @@ pub fn v9(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
 /// V10. Adds: L blocks instead of 3, and dropout on attention weights, projection and
 /// feed-forward (Block4); the final LayerNorm becomes `norm_blocks`: the small GPT.
 pub fn v10(p: &Path, cfg: &Config, compute: Compute) -> BlockStack {
-    let input = TokenAndPosition::new(p, cfg);
+    let input = TokenAndPosition::new(p, cfg, compute);
     let fc = Linear::new(p / "fc", cfg.n_embed, cfg.vocab_size, true);
     let blocks = (0..cfg.block_layers).map(|b| Block::block4(p / "blocks" / b, cfg, compute)).collect();
     let final_norm = Some(LayerNorm::new(p / "norm_blocks", cfg.n_embed, compute));
@@ -284,7 +286,7 @@ impl Model {
 
     /// As [`Model::new`], computed by `implementation` (same parameters either way).
     pub fn with_implementation(kind: ModelKind, cfg: &Config, implementation: Implementation, device: Device) -> Result<Self> {
-        Self::with_compute(kind, cfg, implementation.compute(), device)
+        Self::with_compute(kind, cfg, implementation.compute(device), device)
     }
 
     /// As [`Model::new`], its layers computing as `compute` says (tests choose the fast
@@ -294,9 +296,9 @@ impl Model {
         let mut vs = VarStore::new(Device::Cpu);
         let p = vs.root();
         let net: Box<dyn ModuleT> = match kind {
-            ModelKind::V1 => Box::new(V1::new(&p, cfg)),
-            ModelKind::V2 => Box::new(V2::new(&p, cfg)),
-            ModelKind::V3 => Box::new(V3::new(&p, cfg)),
+            ModelKind::V1 => Box::new(V1::new(&p, cfg, compute)),
+            ModelKind::V2 => Box::new(V2::new(&p, cfg, compute)),
+            ModelKind::V3 => Box::new(V3::new(&p, cfg, compute)),
             ModelKind::V4 => Box::new(V4::new(&p, cfg, compute)),
             ModelKind::V5 => Box::new(V5::new(&p, cfg, compute)),
             ModelKind::V6 => Box::new(V6::new(&p, cfg, compute)),

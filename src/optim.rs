@@ -27,9 +27,14 @@ impl AdamWConfig {
 /// How [`AdamW::step`] computes the update; the formula and the state are the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Update {
-    /// `torch.optim.AdamW`'s default single-tensor algorithm, eight kernels per parameter
-    /// in PyTorch's order: the faithful path, whose parity is exact.
+    /// `torch.optim.AdamW`'s single-tensor algorithm, eight kernels per parameter in
+    /// PyTorch's order: the faithful path on the CPU (PyTorch's default there), whose parity
+    /// is exact.
     SingleTensor,
+    /// `torch.optim.AdamW`'s foreach algorithm, PyTorch's default on CUDA: the same ops
+    /// over every parameter at once (`_foreach_*`, a few launches per op). The faithful
+    /// path on CUDA.
+    Foreach,
     /// libtorch's fused multi-tensor kernel (`_fused_adamw_`, what `AdamW(fused=True)`
     /// runs): one pass per parameter, all parameters in one call. The fast path's; its
     /// last bits may differ from the single-tensor order's.
@@ -37,9 +42,11 @@ pub enum Update {
 }
 
 impl Update {
-    /// The update each implementation trains with.
-    pub fn of(implementation: crate::models::Implementation) -> Self {
+    /// The update each implementation trains with on `device`: the faithful path's is the
+    /// one `torch.optim.AdamW()` picks there.
+    pub fn of(implementation: crate::models::Implementation, device: tch::Device) -> Self {
         match implementation {
+            crate::models::Implementation::Faithful if device.is_cuda() => Update::Foreach,
             crate::models::Implementation::Faithful => Update::SingleTensor,
             crate::models::Implementation::Fast => Update::Fused,
         }
@@ -66,11 +73,23 @@ extern "C" {
         weight_decay: f64,
         step: i64,
     ) -> i32;
-    fn chargpt_fused_adamw(
+    fn chargpt_foreach_adamw(
         params: *const *mut torch_sys::C_tensor,
         exp_avgs: *const *mut torch_sys::C_tensor,
         exp_avg_sqs: *const *mut torch_sys::C_tensor,
         steps: *const i64,
+        n: i64,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    ) -> i32;
+    fn chargpt_fused_adamw(
+        params: *const *mut torch_sys::C_tensor,
+        exp_avgs: *const *mut torch_sys::C_tensor,
+        exp_avg_sqs: *const *mut torch_sys::C_tensor,
+        device_steps: *const *mut torch_sys::C_tensor,
         n: i64,
         lr: f64,
         beta1: f64,
@@ -85,11 +104,15 @@ pub struct AdamW {
     pub update: Update,
     params: Vec<(String, Tensor)>,
     pub state: BTreeMap<String, ParamState>,
+    /// The fused update's step counts as it reads them, on the parameters' device (as
+    /// PyTorch keeps them for `fused=True`), with the count each holds: made once, then
+    /// advanced by one launch a step, instead of one tensor per parameter per step.
+    device_steps: BTreeMap<String, (Tensor, i64)>,
 }
 
 impl AdamW {
     pub fn new(params: Vec<(String, Tensor)>, cfg: AdamWConfig, update: Update) -> Self {
-        AdamW { cfg, update, params, state: BTreeMap::new() }
+        AdamW { cfg, update, params, state: BTreeMap::new(), device_steps: BTreeMap::new() }
     }
 
     /// `optimizer.zero_grad()` with PyTorch's default `set_to_none=True`: the next backward
@@ -108,7 +131,9 @@ impl AdamW {
     /// (the unused top-level `ff` of V7..V10) is skipped, as PyTorch skips `grad is None`.
     pub fn step(&mut self) -> Result<(), LibtorchError> {
         let c = self.cfg;
-        let mut fused = Vec::new();
+        // (parameter, exp_avg, exp_avg_sq, step) of the parameters updated together.
+        let mut together = Vec::new();
+        let mut device_steps = Vec::new();
         for (name, p) in &mut self.params {
             if !p.grad().defined() {
                 continue;
@@ -119,52 +144,117 @@ impl AdamW {
                 exp_avg_sq: p.zeros_like(),
             });
             st.step += 1;
-            if self.update == Update::Fused {
-                fused.push((p.as_mut_ptr(), st.exp_avg.as_mut_ptr(), st.exp_avg_sq.as_mut_ptr(), st.step));
-                continue;
+            match self.update {
+                Update::SingleTensor => {
+                    // SAFETY: the three pointers are live tensors of this parameter and its
+                    // state; the C++ side checks shapes and the gradient and catches every
+                    // exception.
+                    let rc = unsafe {
+                        chargpt_adamw_update(
+                            p.as_mut_ptr(),
+                            st.exp_avg.as_mut_ptr(),
+                            st.exp_avg_sq.as_mut_ptr(),
+                            c.lr,
+                            c.beta1,
+                            c.beta2,
+                            c.eps,
+                            c.weight_decay,
+                            st.step,
+                        )
+                    };
+                    crate::ffi::check(rc.into(), &format!("AdamW update of {name}"))?;
+                }
+                Update::Foreach => together.push((p.as_mut_ptr(), st.exp_avg.as_mut_ptr(), st.exp_avg_sq.as_mut_ptr(), st.step)),
+                Update::Fused => {
+                    // The device count is made (again) where it does not hold the count
+                    // before this step: the first step, or a state loaded since.
+                    let (count, held) = self
+                        .device_steps
+                        .entry(name.clone())
+                        .and_modify(|e| {
+                            if e.1 != st.step - 1 {
+                                *e = (Tensor::full([], (st.step - 1) as f64, (tch::Kind::Float, p.device())), st.step - 1);
+                            }
+                        })
+                        .or_insert_with(|| (Tensor::full([], (st.step - 1) as f64, (tch::Kind::Float, p.device())), st.step - 1));
+                    *held = st.step;
+                    device_steps.push(count.as_mut_ptr());
+                    together.push((p.as_mut_ptr(), st.exp_avg.as_mut_ptr(), st.exp_avg_sq.as_mut_ptr(), st.step));
+                }
             }
-            // SAFETY: the three pointers are live tensors of this parameter and its state;
-            // the C++ side checks shapes and the gradient and catches every exception.
-            let rc = unsafe {
-                chargpt_adamw_update(
-                    p.as_mut_ptr(),
-                    st.exp_avg.as_mut_ptr(),
-                    st.exp_avg_sq.as_mut_ptr(),
+        }
+        if together.is_empty() {
+            return Ok(());
+        }
+        let params: Vec<_> = together.iter().map(|f| f.0).collect();
+        let exp_avgs: Vec<_> = together.iter().map(|f| f.1).collect();
+        let exp_avg_sqs: Vec<_> = together.iter().map(|f| f.2).collect();
+        let steps: Vec<i64> = together.iter().map(|f| f.3).collect();
+        let n = steps.len() as i64;
+        // SAFETY: every pointer is a live tensor owned by `self.params`, `self.state` or
+        // `self.device_steps`, none of which changes during the call; the arrays have `n`
+        // entries; the C++ side checks the gradients and catches every exception.
+        let rc = unsafe {
+            match self.update {
+                Update::Fused => chargpt_fused_adamw(
+                    params.as_ptr(),
+                    exp_avgs.as_ptr(),
+                    exp_avg_sqs.as_ptr(),
+                    device_steps.as_ptr(),
+                    n,
                     c.lr,
                     c.beta1,
                     c.beta2,
                     c.eps,
                     c.weight_decay,
-                    st.step,
-                )
-            };
-            crate::ffi::check(rc.into(), &format!("AdamW update of {name}"))?;
-        }
-        if fused.is_empty() {
-            return Ok(());
-        }
-        let params: Vec<_> = fused.iter().map(|f| f.0).collect();
-        let exp_avgs: Vec<_> = fused.iter().map(|f| f.1).collect();
-        let exp_avg_sqs: Vec<_> = fused.iter().map(|f| f.2).collect();
-        let steps: Vec<i64> = fused.iter().map(|f| f.3).collect();
-        // SAFETY: every pointer is a live tensor owned by `self.params` or `self.state`,
-        // neither of which changes during the call; the four arrays have `n` entries; the
-        // C++ side checks the gradients and catches every exception.
-        let rc = unsafe {
-            chargpt_fused_adamw(
-                params.as_ptr(),
-                exp_avgs.as_ptr(),
-                exp_avg_sqs.as_ptr(),
-                steps.as_ptr(),
-                steps.len() as i64,
-                c.lr,
-                c.beta1,
-                c.beta2,
-                c.eps,
-                c.weight_decay,
-            )
+                ),
+                _ => chargpt_foreach_adamw(
+                    params.as_ptr(),
+                    exp_avgs.as_ptr(),
+                    exp_avg_sqs.as_ptr(),
+                    steps.as_ptr(),
+                    n,
+                    c.lr,
+                    c.beta1,
+                    c.beta2,
+                    c.eps,
+                    c.weight_decay,
+                ),
+            }
         };
-        crate::ffi::check(rc.into(), "fused AdamW update")
+        crate::ffi::check(rc.into(), &format!("{:?} AdamW update", self.update))
+    }
+
+    /// The step counts (per parameter, and what each device count holds), to put back
+    /// with [`Self::set_step_counts`] after a step that ran nothing (a CUDA graph capture).
+    pub fn step_counts(&self) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
+        (self.state.iter().map(|(n, s)| (n.clone(), s.step)).collect(), self.device_steps.iter().map(|(n, d)| (n.clone(), d.1)).collect())
+    }
+
+    pub fn set_step_counts(&mut self, (steps, device): (BTreeMap<String, i64>, BTreeMap<String, i64>)) {
+        for (name, st) in &mut self.state {
+            if let Some(&step) = steps.get(name) {
+                st.step = step;
+            }
+        }
+        for (name, d) in &mut self.device_steps {
+            if let Some(&held) = device.get(name) {
+                d.1 = held;
+            }
+        }
+    }
+
+    /// Counts one step of the fused update replayed from a CUDA graph (which advanced the
+    /// device counts itself): the parameters with a gradient, as [`Self::step`] would.
+    pub fn count_replayed_step(&mut self) {
+        for (name, p) in &self.params {
+            if let (Some(st), true) = (self.state.get_mut(name), p.grad().defined()) {
+                st.step += 1;
+                if let Some(d) = self.device_steps.get_mut(name) {
+                    d.1 += 1;
+                }
+            }
+        }
     }
 
     pub fn params(&self) -> &[(String, Tensor)] {
@@ -209,7 +299,7 @@ mod tests {
             vec![1e-8, 0.2, -0.1, 1e-6, 2.0, 2e-8],
         ];
         let expected = adamw_f64(&p0, &grads, cfg);
-        for update in [Update::SingleTensor, Update::Fused] {
+        for update in [Update::SingleTensor, Update::Foreach, Update::Fused] {
             let param = Tensor::from_slice(&p0).to_kind(Kind::Float).set_requires_grad(true);
             let mut opt = AdamW::new(vec![("w".into(), param.shallow_clone())], cfg, update);
             for g in &grads {
@@ -276,7 +366,7 @@ mod tests {
     /// unused `ff` of V7..V10), as PyTorch's AdamW does.
     #[test]
     fn a_parameter_without_gradient_is_not_decayed() {
-        for update in [Update::SingleTensor, Update::Fused] {
+        for update in [Update::SingleTensor, Update::Foreach, Update::Fused] {
             let used = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let unused = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let mut opt = AdamW::new(

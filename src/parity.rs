@@ -226,7 +226,8 @@ pub fn check_adamw(
     let three_steps = |set_grads: &dyn Fn(&Model, i64) -> Result<()>| -> Result<Vec<(String, Tensor)>> {
         let model = Model::with_implementation(kind, &r.manifest.config, imp, device)?;
         model.load_state_dict(&Reference::group(t, "init"))?;
-        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr), Update::of(imp));
+        let mut opt =
+            AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(r.manifest.adam.lr), Update::of(imp, model.device()));
         for i in 0..3 {
             opt.zero_grad()?;
             set_grads(&model, i)?;

@@ -7,6 +7,7 @@
 use crate::arithmetic::{Arithmetic, Stretch, Threads};
 use crate::checkpoint::{self, ModelInfo};
 use crate::config::RunConfig;
+use crate::cuda_graph::StepGraph;
 use crate::data::{Dataset, Split};
 use crate::eval::{estimate_loss_unless_stopped, evaluates_after};
 use crate::model_kind::ModelKind;
@@ -49,6 +50,9 @@ impl std::fmt::Display for Stopped {
 
 impl std::error::Error for Stopped {}
 
+/// How often the training losses are read from the device (each read waits for it).
+const READ_LOSSES_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What the caller of [`train_model`] gets back.
 pub struct TrainedModel {
     pub model: Model,
@@ -84,6 +88,11 @@ struct Trainer<'a> {
     /// (steps done, training seconds) at the last evaluation, for its tokens/s.
     last_eval: (i64, f64),
     losses: Vec<f64>,
+    /// The losses of the steps since the last read, still on the device.
+    unread: Vec<Tensor>,
+    last_read: Instant,
+    /// Eager steps, or the step as a CUDA graph (`--cuda-graphs`).
+    graph: StepGraph,
     /// The thread count this model computes with: the run's, or a fixed one where the
     /// count would change this model's numbers (`auto_threads_or_fixed`).
     threads: Option<Threads>,
@@ -130,7 +139,7 @@ impl<'a> Trainer<'a> {
         if job.verbose {
             crate::say!("== {kind}: {} ({} parameters)", kind.adds(), model.num_parameters());
         }
-        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr), Update::of(opts.implementation));
+        let mut opt = AdamW::new(model.named_parameters(), AdamWConfig::pytorch_default(opts.lr), Update::of(opts.implementation, device));
         let mut state = ResumeState::new(&model, data.tokenizer.identity());
         if let Some(path) = run.map(|r| r.resume_file(kind)).filter(|p| p.exists()) {
             state = resume::load(&path, &model, &mut opt, &data.tokenizer.identity())
@@ -160,7 +169,17 @@ impl<'a> Trainer<'a> {
         };
         let session_start = Instant::now();
         let (history_before, session_from) = (state.history.clone(), state.steps_done);
-        let losses = Vec::new();
+        let (losses, unread, last_read) = (Vec::new(), Vec::new(), Instant::now());
+        let graph = match opts.cuda_graphs {
+            true => {
+                let (graph, note) = StepGraph::new(device);
+                if let Some(note) = note.filter(|_| job.verbose) {
+                    crate::say!("{kind}: {note}");
+                }
+                graph
+            }
+            false => StepGraph::Eager,
+        };
         Ok(Trainer {
             job,
             model,
@@ -171,6 +190,9 @@ impl<'a> Trainer<'a> {
             wall_before,
             last_eval,
             losses,
+            unread,
+            last_read,
+            graph,
             threads,
             cpu_share,
             history_before,
@@ -228,6 +250,7 @@ impl<'a> Trainer<'a> {
 
     /// Resume file, weights and CSV, each written atomically (in-memory runs: nothing).
     fn save(&mut self) -> Result<()> {
+        self.read_losses()?;
         self.state.wall_seconds = self.wall_seconds();
         self.state.history = self.history();
         let Some(run) = self.job.run else { return Ok(()) };
@@ -243,7 +266,7 @@ impl<'a> Trainer<'a> {
         Stopped::Interrupted { model: self.job.kind, step: self.state.steps_done, run: self.job.run.map(|r| r.path.clone()) }.into()
     }
 
-    /// Checkpoints, then reports the stop.
+    /// Checkpoints (unless a loss read on the way was not finite), then reports the stop.
     fn checkpoint_and_stop(&mut self) -> anyhow::Error {
         match self.save() {
             Ok(()) => self.stopped(),
@@ -269,27 +292,58 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// One training step (step `s`, counted from 0), as the blog's loop does it.
+    /// One training step (step `s`, counted from 0), as the blog's loop does it. The loss
+    /// stays on the device: reading it would make the host wait for the device at every
+    /// step. [`Self::read_losses`] reads the steps' losses together, now and then.
     fn step(&mut self, s: i64) -> Result<()> {
-        let ModelJob { kind, opts, data, device, .. } = *self.job;
+        let ModelJob { opts, data, device, .. } = *self.job;
         self.share_the_cpu();
         let t0 = Instant::now();
         let (x, y) = data.batch(Split::Train, opts.batch_size, opts.block_size, device);
-        let loss = opts.precision.forward(device, || self.model.loss(&x, &y, true));
-        self.opt.zero_grad()?;
-        loss.backward();
-        self.opt.step()?;
-        let loss = loss.double_value(&[]);
-        self.state.train_seconds += t0.elapsed().as_secs_f64();
-        if !loss.is_finite() {
-            self.progress.finish();
-            let last =
-                self.state.rows.last().map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
-            bail!("{kind}: the training loss became {loss} at step {s}; {last}. Try a smaller --lr");
+        let (loss, note) = self.graph.step(&self.model, &mut self.opt, opts.precision, &x, &y)?;
+        if let Some(note) = note {
+            self.progress.println(&note);
         }
-        self.losses.push(loss);
+        self.unread.push(loss);
         self.state.steps_done = s + 1;
-        self.progress.update(self.state.steps_done as u64, Some(loss));
+        self.state.train_seconds += t0.elapsed().as_secs_f64();
+        self.progress.update(self.state.steps_done as u64, None);
+        if self.last_read.elapsed() >= READ_LOSSES_EVERY {
+            self.read_losses()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the losses of the steps since the last read (one wait for the device, counted
+    /// as training time) into the progress line and `losses`; a non-finite one stops the
+    /// run, naming the step it happened at. Called before anything is saved or evaluated,
+    /// so no checkpoint ever holds a model past a non-finite loss.
+    fn read_losses(&mut self) -> Result<()> {
+        self.last_read = Instant::now();
+        if self.unread.is_empty() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        let values = Vec::<f32>::try_from(Tensor::stack(&self.unread, 0).to_device(Device::Cpu))
+            .context("reading the training losses from the device")?;
+        self.state.train_seconds += t0.elapsed().as_secs_f64();
+        let first = self.state.steps_done - self.unread.len() as i64;
+        self.unread.clear();
+        for (i, &loss) in values.iter().enumerate() {
+            let loss = loss as f64;
+            if !loss.is_finite() {
+                self.progress.finish();
+                let s = first + i as i64;
+                let last = self
+                    .state
+                    .rows
+                    .last()
+                    .map_or("none was written".to_string(), |r| format!("the checkpoint after step {} is kept", r.step));
+                bail!("{}: the training loss became {loss} at step {s}; {last}. Try a smaller --lr", self.job.kind);
+            }
+            self.losses.push(loss);
+        }
+        self.progress.update(self.state.steps_done as u64, self.losses.last().copied());
         Ok(())
     }
 
@@ -297,6 +351,7 @@ impl<'a> Trainer<'a> {
     /// half-way, with the generator put back where the evaluation began, so that the
     /// checkpoint (which then lacks this row) resumes into the very same evaluation.
     fn evaluate(&mut self, s: i64) -> Result<bool> {
+        self.read_losses()?;
         let ModelJob { kind, opts, data, .. } = *self.job;
         // Evaluation draws only batch indices, on the CPU generator (dropout is off).
         let before = RngState::try_save(Generator::Cpu)?;
@@ -404,6 +459,7 @@ pub fn train_model(job: &ModelJob) -> Result<TrainedModel> {
             return Err(t.checkpoint_and_stop());
         }
     }
+    t.read_losses()?;
     t.progress.finish();
     // The state after the last step (generator included), unless the last evaluation just
     // saved it: what an interrupted sampling resumes from, and what `--steps` extends.

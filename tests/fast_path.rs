@@ -1,8 +1,8 @@
 //! `--impl fast` computes the same function as the faithful path: same parameters, same
 //! logits and gradients at dropout 0 (per tensor, relative to the tensor's own scale, as
 //! parity compares), dropout at every site with the right keep rate and scaling, and the
-//! same loss after training. Its one-pass CPU kernels and its portable kernels (what CUDA
-//! runs) are both checked.
+//! same loss after training. Its one-pass CPU kernels, its portable kernels and its GPU
+//! form (what CUDA runs) are all checked.
 
 mod common;
 
@@ -21,13 +21,9 @@ fn config() -> Config {
     Config { vocab_size: 30, n_embed: 32, num_heads: 4, block_size: 16, block_layers: 2, dropout: 0.0 }
 }
 
-/// The faithful layers, or the fast path's with its one-pass or its portable kernels.
-fn compute(fast: bool, portable: bool) -> Compute {
-    match (fast, portable) {
-        (false, _) => Compute::Faithful,
-        (true, false) => Compute::Fast(Kernels::Fused),
-        (true, true) => Compute::Fast(Kernels::Portable),
-    }
+/// The faithful layers (None), or the fast path's with the given kernels.
+fn compute(kernels: Option<Kernels>) -> Compute {
+    kernels.map_or(Compute::Faithful, Compute::Fast)
 }
 
 /// Per-tensor: `max|fast - faithful| <= 1e-4 * max|faithful| + 1e-9`. Gradients of the
@@ -35,13 +31,13 @@ fn compute(fast: bool, portable: bool) -> Compute {
 /// 10 % error of exactly what the fused QKV computes pass.
 const TOL: Tolerance = Tolerance { rel: 1e-4, abs_floor: 1e-9, run_loss: 0.0, adam_end_to_end_rel: 0.0 };
 
-fn agree_on_every_model(portable: bool) {
+fn agree_on_every_model(kernels: Kernels) {
     let _turn = chargpt::rng::lock();
     for kind in ModelKind::ALL {
         tch::manual_seed(11);
         let faithful = Model::new(kind, &config(), Device::Cpu).unwrap();
         tch::manual_seed(11);
-        let fast = Model::with_compute(kind, &config(), compute(true, portable), Device::Cpu).unwrap();
+        let fast = Model::with_compute(kind, &config(), compute(Some(kernels)), Device::Cpu).unwrap();
         let keys = |m: &Model| m.state_dict().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
         assert_eq!(keys(&faithful), keys(&fast), "{kind}: same checkpoint keys");
         let idx = Tensor::randint(30, [3, 16], (Kind::Int64, Device::Cpu));
@@ -68,13 +64,20 @@ fn agree_on_every_model(portable: bool) {
 
 #[test]
 fn fast_and_faithful_agree_on_every_model() {
-    agree_on_every_model(false);
+    agree_on_every_model(Kernels::Fused);
 }
 
-/// The portable LayerNorm and `rand_like` dropout, which CUDA runs, forced on the CPU.
+/// The portable LayerNorm and `rand_like` dropout (bf16 on the CPU), forced on fp32.
 #[test]
 fn fast_with_portable_kernels_and_faithful_agree_on_every_model() {
-    agree_on_every_model(true);
+    agree_on_every_model(Kernels::Portable);
+}
+
+/// The GPU form (what CUDA runs: the LayerNorm node, native dropout, fused attention) on
+/// the CPU.
+#[test]
+fn fast_in_its_gpu_form_and_faithful_agree_on_every_model() {
+    agree_on_every_model(Kernels::Gpu);
 }
 
 fn dropout_config() -> Config {
@@ -86,11 +89,11 @@ fn dropout_config() -> Config {
 /// without dropout. Attention-weight dropout makes each row's output (kept weights) / (1 - p)
 /// of its window, which varies; the projection's dropout zeroes a share p; together the
 /// mean stays 1.
-fn attention_dropout_sites(fast: bool, portable: bool) {
+fn attention_dropout_sites(kernels: Option<Kernels>) {
     let _turn = chargpt::rng::lock();
     tch::manual_seed(5);
     let vs = VarStore::new(Device::Cpu);
-    let mh = MultiHead::new(vs.root() / "sa", &dropout_config(), MultiHeadKind::Dropout, compute(fast, portable));
+    let mh = MultiHead::new(vs.root() / "sa", &dropout_config(), MultiHeadKind::Dropout, compute(kernels));
     tch::no_grad(|| {
         for (name, mut t) in vs.variables() {
             if name.ends_with("query.weight") || name.ends_with("key.weight") || name.ends_with("proj.bias") {
@@ -105,7 +108,7 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
     });
     let x = Tensor::zeros([64, 64, 8], (Kind::Float, Device::Cpu));
     let _ = x.narrow(2, 0, 1).fill_(1.0);
-    let what = format!("fast={fast} portable={portable}");
+    let what = format!("{kernels:?}");
     let eval = mh.forward_t(&x, false);
     assert!((eval - 1.0).abs().max().double_value(&[]) < 1e-5, "{what}: no dropout in eval");
     // Rows with at least 17 positions in their window, so a row is rarely dropped whole.
@@ -121,17 +124,22 @@ fn attention_dropout_sites(fast: bool, portable: bool) {
 
 #[test]
 fn attention_dropout_sites_faithful() {
-    attention_dropout_sites(false, false);
+    attention_dropout_sites(None);
 }
 
 #[test]
 fn attention_dropout_sites_fast() {
-    attention_dropout_sites(true, false);
+    attention_dropout_sites(Some(Kernels::Fused));
 }
 
 #[test]
 fn attention_dropout_sites_fast_portable() {
-    attention_dropout_sites(true, true);
+    attention_dropout_sites(Some(Kernels::Portable));
+}
+
+#[test]
+fn attention_dropout_sites_fast_gpu_form() {
+    attention_dropout_sites(Some(Kernels::Gpu));
 }
 
 /// FF3's dropout, on both paths: in training each output is 0 (a share p) or the eval
@@ -139,18 +147,18 @@ fn attention_dropout_sites_fast_portable() {
 #[test]
 fn feed_forward_dropout_keeps_one_minus_p_and_scales() {
     let _turn = chargpt::rng::lock();
-    for (fast, portable) in [(false, false), (true, false), (true, true)] {
+    for kernels in [None, Some(Kernels::Fused), Some(Kernels::Portable), Some(Kernels::Gpu)] {
         tch::manual_seed(6);
         let vs = VarStore::new(Device::Cpu);
-        let ff = FeedForward::new(vs.root() / "ff", &dropout_config(), FeedForwardKind::FF3, compute(fast, portable));
+        let ff = FeedForward::new(vs.root() / "ff", &dropout_config(), FeedForwardKind::FF3, compute(kernels));
         let x = Tensor::randn([32, 64, 8], (Kind::Float, Device::Cpu));
         let (eval, train) = (ff.forward_t(&x, false), ff.forward_t(&x, true));
         assert!(eval.equal(&ff.forward_t(&x, false)), "no dropout in eval");
         let dropped = train.eq(0.0).logical_and(&eval.ne(0.0)).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]);
-        assert!((dropped - 0.3).abs() < 0.02, "fast={fast} portable={portable}: dropped {dropped}, not p = 0.3");
+        assert!((dropped - 0.3).abs() < 0.02, "{kernels:?}: dropped {dropped}, not p = 0.3");
         let kept = train.ne(0.0);
         let err = (train.masked_select(&kept) - eval.masked_select(&kept) / 0.7).abs().max().double_value(&[]);
-        assert!(err < 1e-5, "fast={fast} portable={portable}: kept outputs are not scaled by 1 / (1 - p) ({err})");
+        assert!(err < 1e-5, "{kernels:?}: kept outputs are not scaled by 1 / (1 - p) ({err})");
     }
 }
 
