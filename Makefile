@@ -9,7 +9,7 @@ CORPUS  := data/shakespeare.txt
 BIN     := target/release/chargpt
 ARGS    ?=
 
-.PHONY: all setup data build train test reference bench clean-runs mutants gpu-dry
+.PHONY: all setup data build train test reference bench clean-runs mutants gpu-dry gpu-checks
 
 all: build
 
@@ -56,6 +56,11 @@ bench: build
 # The mutation table (results/mutants.md): each spec detail changed, and the tests that notice.
 mutants: build
 	python3 scripts/mutants.py
+
+# The GPU checks, on a machine with an NVIDIA GPU, PyTorch 2.11 in its python3, and this
+# repository with target/release/chargpt and the corpus in place (scripts/gpu_checks.sh).
+gpu-checks:
+	bash scripts/gpu_checks.sh
 
 # scripts/gpu_checks.sh rehearsed on the CPU (tests/gpu_checks.rs runs the same in `make test`).
 gpu-dry: build

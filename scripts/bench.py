@@ -58,7 +58,9 @@ def main():
                     help="also time chargpt's fast path with its step captured as a CUDA graph (train --cuda-graphs), in the same rounds")
     ap.add_argument("--best-models", default="",
                     help="models (v10) that also get the best-PyTorch side (scripts/best_pytorch.py: fused QKV, SDPA, fused "
-                         "AdamW), eager in the rounds and torch.compile'd once after them when they are in --compile-models")
+                         "AdamW), eager in the rounds")
+    ap.add_argument("--best-compile", action="store_true",
+                    help="also the best-PyTorch side torch.compile'd, once after the rounds (given --compile-timeout-s)")
     ap.add_argument("--contention", action="store_true",
                     help="time each side alone, beside a busy process and beside a copy of itself (default models v5,v8,v10, 3 rounds)")
     a = ap.parse_args()
@@ -121,7 +123,7 @@ def main():
         compiled = compiled_row(command("pytorch", [name]) + ["--compile", "--generate-chars", "0"], a.compile_timeout_s) if name in compile_models else None
         compiled_ms = float(compiled["ms_per_step"]) if compiled else float("nan")
         best_compiled = {}
-        if name in best_models and name in compile_models:
+        if name in best_models and a.best_compile:
             for k in best_sides:
                 row = compiled_row(command(k, [name]) + ["--compile"], a.compile_timeout_s)
                 best_compiled[k] = float(row["ms_per_step"]) if row else float("nan")

@@ -1,62 +1,54 @@
 #!/bin/bash
-# The GPU checks, as one prepared command for a lent GPU machine (../shared/GPU.md,
-# /work/.library/device/README.md). Build here first (`cargo build --release`), then:
+# chargpt's GPU checks: what only a GPU can answer, in one command, on any Linux machine
+# with an NVIDIA GPU and PyTorch 2.11 (the libtorch chargpt binds) in its python3.
 #
-#   run(command="bash scripts/gpu_checks.sh", carry=["target/release/chargpt", "data"], timeout_s=590)
+#   1. Build chargpt where Rust is (`make build`); the binary runs on any x86-64 Linux
+#      machine with the same libtorch.
+#   2. On the GPU machine, in a copy of this repository with `target/release/chargpt` and
+#      `data/shakespeare.txt` (`make data`) in place:
 #
-# and, if the blog run did not finish inside that call, copy its run-folder tar back into
-# the tree (results/gpu-run/blog-run.tar.gz, git-ignored) and continue it in a second call:
+#        make gpu-checks                        # = bash scripts/gpu_checks.sh
+#        GPU_CHECKS_PHASES=bench make gpu-checks  # some phases only
 #
-#   run(command="GPU_CHECKS_PHASES=run GPU_CHECKS_RESUME_TAR=results/gpu-run/blog-run.tar.gz bash scripts/gpu_checks.sh",
-#       carry=["target/release/chargpt", "data", "results/gpu-run"], timeout_s=590)
+#      It finds libtorch in python3's torch (PY=... for another Python). Results go to
+#      $OUT (default results/gpu/): the logs, the bench CSVs, and the blog runs packed
+#      into one tar without weights. Copy them into results/cuda/ with
+#      scripts/import_gpu_results.py.
 #
-# Rehearsal on the CPU (what `make gpu-dry` and tests/gpu_checks.rs run): GPU_CHECKS_DRY=1
-# runs every phase with --device cpu, tiny sizes and a few steps, through the same code
-# paths, file names and packing.
+# Rehearsal on the CPU (`make gpu-dry`, and tests/gpu_checks.rs in `make test`):
+# GPU_CHECKS_DRY=1 runs every phase with --device cpu, tiny sizes and a few steps, through
+# the same code paths, file names and packing.
 #
-# Phases, in order; each writes its results under $OUT as soon as it has them, so a call
-# cut short still returns what finished. At most 8 files come back, so everything is in:
+# Phases, in order; each writes its results under $OUT as soon as it has them, so a run
+# cut short still leaves what finished. At most 8 files, so everything is in:
 #   checks.txt            every phase's log, appended as it runs
 #   summary.txt           one line per phase: name, status, seconds
-#   bench-cuda-tf32.csv   the blog-configuration benchmark at TF32
-#   bench-cuda-bf16.csv   the same at bf16 autocast (both CSVs with each step's matmul
-#                         floor, floor_ms, and the faithful/floor and fast/floor ratios)
-#   blog-run.tar.gz       the blog run's folder (CSVs, summary, samples, plots, and the
-#                         resume checkpoint while unfinished), refreshed every minute
+#   bench-cuda-tf32.csv   the bench at TF32: V1-V3 and V10, both paths, with and without
+#                         CUDA graphs, PyTorch eager and the best-PyTorch side, 2 rounds
+#   bench-cuda-bf16.csv   V10 the same at bf16 autocast, 1 round
+#   blog-runs.tar.gz      the blog runs' folders (CSVs, summaries, samples, JSONs, logs)
 #
-# Time plan on one H200 (Hopper: the H100's compute with faster, larger memory, so the
-# H100 estimates below stand; 15 minutes of device time per session, the machine's start
-# included; one command at most 10 minutes; phase 1 measures the real matmul rates).
-# Estimates, conservative:
-#   start of the machine                                   ~1.5 min (outside the script)
-#   1. device: nvidia-smi, CUDA seen, fp32/tf32/bf16 8192^3 matmuls      ~10 s
-#   2. parity on CUDA, faithful and fast (tiny reference models)          ~20 s
-#   2b. the random streams: eight tiny trainings, two of them BPE (CUDA start ~5 s each) ~50 s
-#   3. benchmark, blog configuration, V1..V10, one process per side and round (a CUDA
-#      process start is ~5 s): TF32 2 rounds x 3 sides x (5 s + 10 x ~1 s) ~90 s, bf16 one
-#      round ~45 s, torch.compile of V10 (capped at 90 s)                ~4 min
-#      V10 blog step: 6 * 10.9M weights * 16,384 tokens + 12 * 6 * 64 * 256^2 * 384
-#      = 1.07e12 + 0.12e12 = 1.2e12 FLOP; at a conservative 100 TFLOP/s (TF32, small
-#      384-wide matmuls) 12 ms, plus ~1,500 kernel launches x 5 us = 7.5 ms on the
-#      faithful path (fewer on the fast one): ~15-20 ms per step.
-#   4. the blog's run, `train --preset blog` (10,000 steps per model, eval every 1,000,
-#      1,000 sampled characters) on the fastest path that passed parity:
-#      V1-V3 launch-bound ~1 ms/step: 3 x 10 s; V4-V6 ~2-3 ms/step: 3 x 25 s;
-#      V7 ~5 ms: 50 s; V8, V9 ~8 ms: 2 x 80 s; V10 ~18 ms: 180 s; evaluation and
-#      sampling ~30 s in all: ~9 minutes. Order: V10 first, then V1..V9. V10 is the
-#      blog's headline (its 1.1 is where the progression ends, and the 2-minute aim is
-#      about it) and the longest, so a call cut short still brings it back; the rest go
-#      cheapest first, so a cut brings back as many models as possible. Each model seeds
-#      itself, so the order does not change any model's numbers (checked once by hand on
-#      the CPU: V5 alone and V5 after V10 and V1 gave byte-identical weights).
-#      It runs until GPU_CHECKS_RUN_BUDGET_S (default:
-#      what is left of a 570 s call), then stops with SIGINT (chargpt checkpoints) and is
-#      packed; the second call resumes it.
+#   device    nvidia-smi; CUDA seen; fp32/tf32/bf16 matmul rates; a size no GPU holds
+#             refused in one line before anything is allocated                   ~20 s
+#   parity    `parity --device cuda`, faithful and fast                           ~10 s
+#   graphs    a tiny V10 trained with and without --cuda-graphs at dropout 0: the same
+#             losses (1e-4); and with dropout, captured without falling back      ~20 s
+#   rng       the random streams on the device (docs/REPRODUCIBILITY.md)          ~30 s
+#   bench     alone on the GPU (chargpt's sides ~8 s a process, the torch.compile'd best
+#             PyTorch ~60 s a precision)                                     ~4 min
+#   runs      the blog preset (10,000 steps, eval every 1,000) on the fast path, with CUDA
+#             graphs where the graphs phase passed: V10 first, alone (its 10,000 steps
+#             timed alone), then V1-V9 and V10 with --tokenizer bpe:2048 side by side as
+#             parallel processes (the GPU is mostly idle under one small model; their
+#             seconds per step are then not alone-times). They run in a process group of
+#             their own that outlives this command; the command waits until they end or
+#             GPU_CHECKS_CALL_BUDGET_S (default 570) has passed, packs what is done and
+#             exits. `GPU_CHECKS_PHASES=collect` waits for the rest and packs again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DRY=${GPU_CHECKS_DRY:-0}
-PHASES=${GPU_CHECKS_PHASES:-device,parity,rng,bench,run}
+PHASES=${GPU_CHECKS_PHASES:-device,parity,graphs,rng,bench,runs}
 CALL_BUDGET_S=${GPU_CHECKS_CALL_BUDGET_S:-570}
 BIN=${BIN:-target/release/chargpt}
 START=$(date +%s)
@@ -66,21 +58,28 @@ if [ "$DRY" = 1 ]; then
   DEV=cpu
   PY=${PY:-.venv/bin/python}
   PRECISIONS="fp32"
-  BENCH_ARGS=(--config cpu --models v1,v5 --budget-s 0.05 --one-process-per-round)
-  BENCH_FIRST=(--rounds 2 --compile-models "")
-  BENCH_OTHER=(--rounds 1)
-  RUN_ARGS=(--preset tiny --models v10,v1 --steps ${GPU_CHECKS_DRY_STEPS:-41} --eval-every 20 --data reference/excerpt.txt)
+  BENCH_FIRST=(--config cpu --models v1,v10 --rounds 2 --budget-s 0.05 --best-models v10)
+  BENCH_OTHER=(--config cpu --models v10 --rounds 1 --budget-s 0.05 --best-models v10)
+  GRAPHS=()
+  BLOG=(--preset tiny --steps ${GPU_CHECKS_DRY_STEPS:-41} --eval-every 20 --data reference/excerpt.txt)
+  BPE=bpe:300
+  SIDE_BY_SIDE="v1 v2"
 else
   OUT=${OUT:-results/gpu}
   DEV=cuda
   PY=${PY:-python3}
   PRECISIONS="tf32 bf16"
-  BENCH_ARGS=(--config blog --budget-s 0.3 --one-process-per-round)
-  BENCH_FIRST=(--rounds 2 --compile-models v10 --compile-timeout-s 90)
-  BENCH_OTHER=(--rounds 1)
-  RUN_ARGS=(--preset blog --models v10,v1,v2,v3,v4,v5,v6,v7,v8,v9)
+  BENCH_FIRST=(--config blog --models v1,v2,v3,v10 --rounds 2 --budget-s 0.3 --graphs --best-models v10 --best-compile
+    --compile-models "" --compile-timeout-s 75)
+  BENCH_OTHER=(--config blog --models v10 --rounds 1 --budget-s 0.3 --graphs --best-models v10 --best-compile
+    --compile-models "" --compile-timeout-s 75)
+  GRAPHS=(--cuda-graphs)
+  BLOG=(--preset blog)
+  BPE=bpe:2048
+  SIDE_BY_SIDE="v1 v2 v3 v4 v5 v6 v7 v8 v9"
   export LD_LIBRARY_PATH=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 fi
+RUNS=${GPU_CHECKS_RUNS_DIR:-target/gpu-runs}
 mkdir -p "$OUT"
 LOG="$OUT/checks.txt"
 SUMMARY="$OUT/summary.txt"
@@ -95,7 +94,7 @@ elapsed() { echo $(( $(date +%s) - START )); }
 phase() {
   local name=$1; shift
   local t0=$(date +%s)
-  echo "== $name: $* ($(elapsed) s into the call)" >>"$LOG"
+  echo "== $name: $* ($(elapsed) s in)" >>"$LOG"
   "$@" >>"$LOG" 2>&1
   local rc=$?
   echo "$name rc=$rc $(( $(date +%s) - t0 ))s" >>"$SUMMARY"
@@ -114,9 +113,9 @@ if wants device; then
   for p in $(echo fp32 $PRECISIONS | tr ' ' '\n' | awk '!seen[$0]++'); do
     phase "matmul-$p" "$BIN" bench --device "$DEV" --matmul-peak --precision "$p"
   done
-  # A size no device holds is refused before allocating, against the device's free memory
-  # (on CUDA: "... GB free on the GPU"), in one line and with exit 1.
-  phase footprint-refused bash -c "out=\$(\"$BIN\" train --device $DEV --models v10 --n-embed 200000 --no-plot \
+  # V10 at C = 24,576 (6 heads of 4,096) passes every other check and needs ~500 GB: it is
+  # refused against the device's free memory before anything is allocated, in one line.
+  phase footprint-refused bash -c "out=\$(\"$BIN\" train --device $DEV --models v10 --n-embed 24576 --num-heads 6 --no-plot \
     --data reference/excerpt.txt --out $OUT/too-big 2>&1); rc=\$?; echo \"\$out\"; \
     [ \$rc = 1 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'error: v10 at these sizes needs about'"
 fi
@@ -125,6 +124,31 @@ FAST_OK=0
 if wants parity; then
   phase parity-faithful "$BIN" parity --device "$DEV" --impl faithful
   phase parity-fast "$BIN" parity --device "$DEV" --impl fast && FAST_OK=1
+fi
+
+# CUDA graphs compute what the eager step computes: at dropout 0 the losses of a tiny V10
+# with and without them agree (1e-4); with dropout the step is captured (no fallback line).
+GRAPHS_OK=0
+if wants graphs; then
+  G="$OUT/../gpu-graphs"
+  rm -rf "$G"
+  TINY=(--preset tiny --models v10 --steps 61 --eval-every 20 --impl fast --device "$DEV" --no-plot --data reference/excerpt.txt)
+  if [ "$DRY" = 1 ]; then
+    # On the CPU the flag is refused in one line.
+    phase graphs-refused-on-cpu bash -c "out=\$(\"$BIN\" train ${TINY[*]} --cuda-graphs --out $G/x 2>&1); rc=\$?; echo \"\$out\"; \
+      [ \$rc = 1 ] && [ \$(echo \"\$out\" | wc -l) = 1 ] && echo \"\$out\" | grep -q 'needs a CUDA device'"
+  else
+    phase graphs-eager "$BIN" train "${TINY[@]}" --dropout 0 --out "$G/eager"
+    phase graphs-captured "$BIN" train "${TINY[@]}" --dropout 0 --cuda-graphs --out "$G/graph"
+    phase graphs-same-losses "$PY" scripts/compare_runs.py "$G/graph" "$G/eager" --model v10 --rel 1e-4 \
+      && phase graphs-with-dropout bash -c "out=\$(\"$BIN\" train ${TINY[*]} --cuda-graphs --out $G/dropout 2>&1); rc=\$?; \
+        echo \"\$out\"; [ \$rc = 0 ] && ! echo \"\$out\" | grep -q 'CUDA graphs off'" \
+      && GRAPHS_OK=1
+    # Informational: with dropout, eager and graph steps draw from the same generator; do
+    # their losses agree too (each dropout kernel at the same offset)?
+    phase graphs-dropout-eager "$BIN" train "${TINY[@]}" --out "$G/dropout-eager"
+    phase graphs-dropout-same-losses "$PY" scripts/compare_runs.py "$G/dropout" "$G/dropout-eager" --model v10 --rel 1e-4
+  fi
 fi
 
 # The blog's random streams on the device (docs/REPRODUCIBILITY.md): batch indices come
@@ -150,60 +174,68 @@ if wants rng; then
   phase rng-bpe-on-cpu "$BIN" train "${RNG_ARGS[@]}" --models v1 --steps 41 --tokenizer bpe:300 --device cpu --out "$RNG_DIR/bpe-cpu"
   phase rng-bpe-equal bash -c "cmp $RNG_DIR/bpe-dev/tokenizer.json $RNG_DIR/bpe-cpu/tokenizer.json \
     && $PY scripts/compare_runs.py $RNG_DIR/bpe-dev $RNG_DIR/bpe-cpu --model v1 --rel 1e-4"
-  phase rng-recorded bash -c "grep -q '\"threads\"' $RNG_DIR/v10-straight/run.json && grep -q '\"libtorch\": \"2.11.0\"' $RNG_DIR/v10-straight/run.json \
-    && grep -q '\"device\": \"$DEV\"' $RNG_DIR/v10-straight/v10.json && cat $RNG_DIR/v10-straight/run.json"
+  # run.json records the machine: threads, libtorch, and on a GPU the GPU itself.
+  RECORDED="grep -q '\"threads\"' $RNG_DIR/v10-straight/run.json && grep -q '\"libtorch\": \"2.11.0\"' $RNG_DIR/v10-straight/run.json"
+  [ "$DRY" = 1 ] || RECORDED="$RECORDED && grep -q '\"gpu\"' $RNG_DIR/v10-straight/run.json"
+  phase rng-recorded bash -c "$RECORDED && grep -q '\"device\": \"$DEV\"' $RNG_DIR/v10-straight/v10.json && cat $RNG_DIR/v10-straight/run.json"
 fi
 
 if wants bench; then
-  # The first precision gets two interleaved rounds and the torch.compile column, the
-  # other one round: what fits the call.
   EXTRA=("${BENCH_FIRST[@]}")
   for p in $PRECISIONS; do
-    phase "bench-$p" "$PY" scripts/bench.py --device "$DEV" --precision "$p" "${BENCH_ARGS[@]}" "${EXTRA[@]}" \
+    phase "bench-$p" "$PY" scripts/bench.py --device "$DEV" --precision "$p" --one-process-per-round "${EXTRA[@]}" \
       --python "$PY" --out "$OUT/bench-$DEV-$p.csv"
     EXTRA=("${BENCH_OTHER[@]}")
   done
 fi
 
-# The run folder, packed into one file under the 16 MiB a returned file may have: CSVs,
-# summaries, samples, plots and the models' JSON, no weights (the results are the losses
-# and samples), and a resume checkpoint only where it is small enough to travel (up to
-# V6 at the blog sizes; a larger model cut off mid-way restarts in the next call).
-pack_run() {
-  local dir=$1
-  [ -d "$dir" ] || return 0
-  (cd "$(dirname "$dir")" && find "$(basename "$dir")" -type f \( ! -name '*.safetensors' -o \( -name '*.resume.safetensors' -size -12M \) \) ! -name '.*' -print0 \
-    | tar -czf - --null -T -) >"$OUT/blog-run.tar.gz.tmp" && mv "$OUT/blog-run.tar.gz.tmp" "$OUT/blog-run.tar.gz"
+# The run folders, packed into one file: CSVs, summaries, samples, the models' JSON,
+# tokenizer.json and each run's log; no weights (the results are the losses and samples).
+pack_runs() {
+  [ -d "$RUNS" ] || return 0
+  (cd "$(dirname "$RUNS")" && find "$(basename "$RUNS")" -type f ! -name '*.safetensors' ! -name '.*' -print0 \
+    | tar -czf - --null -T -) >"$OUT/blog-runs.tar.gz.tmp" && mv "$OUT/blog-runs.tar.gz.tmp" "$OUT/blog-runs.tar.gz"
 }
 
-if wants run; then
-  RUN_DIR=${GPU_CHECKS_RUN_DIR:-target/gpu-blog-run}
-  if [ -n "${GPU_CHECKS_RESUME_TAR:-}" ]; then
-    # The tar holds the folder under its own name, as pack_run wrote it.
-    rm -rf "$RUN_DIR" && mkdir -p "$(dirname "$RUN_DIR")" && tar -xzf "$GPU_CHECKS_RESUME_TAR" -C "$(dirname "$RUN_DIR")"
-    TRAIN=("$BIN" train --resume "$RUN_DIR")
+# Waits until the runs end or the call's budget is spent (less 15 s to pack), then packs.
+wait_for_runs() {
+  while [ ! -e "$RUNS/ALL_DONE" ] && [ "$(elapsed)" -lt $(( CALL_BUDGET_S - 15 )) ]; do
+    sleep 5
+  done
+  pack_runs
+  if [ -e "$RUNS/ALL_DONE" ]; then
+    echo "runs: all ended ($(cat "$RUNS/ALL_DONE"))" >>"$SUMMARY"
   else
-    rm -rf "$RUN_DIR"
-    # The fast path where it passed parity on this device, else the faithful one.
-    IMPL=faithful
-    if [ "$FAST_OK" = 1 ] || ! wants parity; then IMPL=fast; fi
-    TRAIN=("$BIN" train "${RUN_ARGS[@]}" --device "$DEV" --impl "$IMPL" --out "$RUN_DIR")
+    echo "runs: still running after $(elapsed) s: GPU_CHECKS_PHASES=collect packs them when they end" >>"$SUMMARY"
   fi
-  # What is left of the call (less 20 s to pack), unless GPU_CHECKS_RUN_BUDGET_S says.
-  BUDGET=${GPU_CHECKS_RUN_BUDGET_S:-$(( CALL_BUDGET_S - $(elapsed) - 20 ))}
-  if [ -z "${GPU_CHECKS_RUN_BUDGET_S:-}" ] && [ "$BUDGET" -lt 30 ]; then
-    echo "run: only $BUDGET s left in this call; run it in a call of its own (GPU_CHECKS_PHASES=run)" >>"$SUMMARY"
-  else
-    # Refresh the packed folder every minute while training, so a cut-off call still returns it.
-    ( while sleep 60; do pack_run "$RUN_DIR"; done ) </dev/null >/dev/null 2>&1 &
-    PACKER=$!
-    # SIGINT at the budget: chargpt writes its checkpoint and exits 130 (resumable).
-    # --foreground: one SIGINT to chargpt only. Without it, timeout also signals its
-    # process group, and a second SIGINT is chargpt's "exit now" (code 1, no checkpoint).
-    phase train timeout --foreground --preserve-status -s INT -k 30 "$BUDGET" "${TRAIN[@]}"
-    pkill -P "$PACKER" 2>/dev/null; kill "$PACKER" 2>/dev/null; wait "$PACKER" 2>/dev/null
-    pack_run "$RUN_DIR"
-  fi
+  for f in "$RUNS"/*.log; do [ -e "$f" ] && echo "$(basename "$f" .log): $(tail -c 300 "$f" | tr '\r' '\n' | grep -v '^\s*$' | tail -1)" >>"$SUMMARY"; done
+}
+
+if wants runs; then
+  rm -rf "$RUNS" && mkdir -p "$RUNS"
+  IMPL=faithful
+  if [ "$FAST_OK" = 1 ] || ! wants parity; then IMPL=fast; fi
+  USE_GRAPHS=()
+  if [ "$GRAPHS_OK" = 1 ] && [ "$IMPL" = fast ]; then USE_GRAPHS=("${GRAPHS[@]}"); fi
+  TRAIN="$BIN train ${BLOG[*]} --device $DEV --impl $IMPL ${USE_GRAPHS[*]} --no-plot"
+  echo "runs: $TRAIN ... ($(elapsed) s in)" >>"$LOG"
+  # V10 alone first, then the rest side by side; each in a folder (and log) of its own. The
+  # driver is a session of its own (setsid), so that it outlives this command.
+  setsid nohup bash -c "
+    $TRAIN --models v10 --out $RUNS/blog-v10 >$RUNS/blog-v10.log 2>&1
+    for m in $SIDE_BY_SIDE; do
+      $TRAIN --models \$m --out $RUNS/blog-\$m >$RUNS/blog-\$m.log 2>&1 &
+    done
+    $TRAIN --models v10 --tokenizer $BPE --out $RUNS/bpe-v10 >$RUNS/bpe-v10.log 2>&1 &
+    wait
+    date -u +%H:%M:%S >$RUNS/ALL_DONE
+  " </dev/null >/dev/null 2>&1 &
+  echo $! >"$RUNS/driver.pid"
+  wait_for_runs
+fi
+
+if wants collect; then
+  wait_for_runs
 fi
 echo "done in $(elapsed) s" >>"$SUMMARY"
 cat "$SUMMARY"

@@ -91,7 +91,8 @@ pub fn print_steps(
         };
         let (params, ms, flops) = (b.model.num_parameters(), median(&times) * 1e3, flops_per_step(&b.model, batch));
         let (device, precision) = (DeviceKind::of(device), format!("{precision:?}").to_lowercase());
-        let (ops, launches, syncs) = (counts.ops, counts.launches, counts.host_syncs);
+        // A replayed graph is one more launch, which no ATen op records.
+        let (ops, launches, syncs) = (counts.ops, counts.launches + graphed as i64, counts.host_syncs);
         println!("{kind},{implementation},{params},{ms:.4},{flops:.0},{floor_ms:.4},{gen:.1},{threads},{device},{precision},{batch},{ops},{launches},{syncs},{graphed},{peak_mb:.1}");
     }
     Ok(())

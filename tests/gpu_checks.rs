@@ -1,7 +1,7 @@
 //! `scripts/gpu_checks.sh` rehearsed on the CPU (GPU_CHECKS_DRY=1): every phase runs through
 //! the same code paths, file names and packing as on a GPU machine, so that the one call a
-//! lent GPU allows is not spent finding a typo. A run cut off by the call's time budget comes
-//! back packed and continues from its tar in a second call.
+//! lent GPU allows is not spent finding a typo. Runs that outlive one call are collected
+//! by the next.
 
 mod common;
 use std::path::Path;
@@ -12,7 +12,7 @@ fn gpu_checks(out: &Path, env: &[(&str, &str)]) -> String {
     cmd.arg(common::root().join("scripts/gpu_checks.sh"))
         .env("GPU_CHECKS_DRY", "1")
         .env("OUT", out)
-        .env("GPU_CHECKS_RUN_DIR", out.parent().unwrap().join("gpu-blog-run"))
+        .env("GPU_CHECKS_RUNS_DIR", out.parent().unwrap().join("gpu-runs"))
         .env("BIN", env!("CARGO_BIN_EXE_chargpt"))
         .env("PY", common::root().join(".venv/bin/python"));
     for (k, v) in env {
@@ -33,41 +33,56 @@ fn listing(tar: &Path) -> String {
 fn the_gpu_checks_rehearse_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    // A run long enough to be cut by a 2-second budget (SIGINT: chargpt checkpoints).
-    let summary = gpu_checks(&out, &[("GPU_CHECKS_DRY_STEPS", "2001"), ("GPU_CHECKS_RUN_BUDGET_S", "2")]);
+    let summary = gpu_checks(&out, &[]);
     for phase in [
         "matmul-fp32 rc=0",
         "footprint-refused rc=0",
         "parity-faithful rc=0",
         "parity-fast rc=0",
+        "graphs-refused-on-cpu rc=0",
         "rng-batches-equal rc=0",
         "rng-resume-continues rc=0",
         "rng-bpe-equal rc=0",
         "rng-recorded rc=0",
         "bench-fp32 rc=0",
+        "runs: all ended",
     ] {
         assert!(summary.contains(phase), "{phase} missing from:\n{summary}");
     }
-    let checks = std::fs::read_to_string(out.join("checks.txt")).unwrap();
-    let train_log = checks.split("== train:").nth(1).unwrap_or("(no train section)");
-    assert!(summary.contains("train rc=130") || summary.contains("train rc=0"), "{summary}\nthe train phase's log:\n{train_log}");
     let files: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(files.len() <= 8, "at most 8 files come back: {files:?}");
+    let checks = std::fs::read_to_string(out.join("checks.txt")).unwrap();
     assert!(checks.contains("parity of the fast path"), "{checks}");
     assert!(checks.contains("v10: generator states ['rng/cpu'] vs ['rng/cpu']"), "{checks}");
+    // Both benches, with the op counts and the best-PyTorch side.
     let bench = std::fs::read_to_string(out.join("bench-cpu-fp32.csv")).unwrap();
-    assert!(bench.lines().count() == 3 && bench.contains("pytorch_compile_ms_per_step"), "{bench}");
-    let tar = out.join("blog-run.tar.gz");
-    assert!(listing(&tar).contains("gpu-blog-run/run.json"), "{}", listing(&tar));
-
-    // The second call continues the packed run to its end.
-    let copy = dir.path().join("blog-run.tar.gz");
-    std::fs::copy(&tar, &copy).unwrap();
-    let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "run"), ("GPU_CHECKS_RESUME_TAR", copy.to_str().unwrap())]);
-    assert!(summary.contains("train rc=0"), "{summary}");
-    let packed = listing(&tar);
-    for f in ["gpu-blog-run/summary.csv", "gpu-blog-run/v10.sample.txt", "gpu-blog-run/loss.png"] {
+    assert!(
+        bench.lines().count() == 3 && bench.contains("fast_launches_per_step") && bench.contains("pytorch_best_ms_per_step"),
+        "{bench}"
+    );
+    let best = bench.lines().find(|l| l.starts_with("v10,")).unwrap();
+    let header: Vec<&str> = bench.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == "pytorch_best_ms_per_step").unwrap();
+    assert!(best.split(',').nth(at).unwrap().parse::<f64>().unwrap() > 0.0, "the best-PyTorch side was timed: {best}");
+    // The blog runs: V10 alone, the side-by-side models and the BPE V10, packed without weights.
+    let packed = listing(&out.join("blog-runs.tar.gz"));
+    for f in ["gpu-runs/blog-v10/summary.csv", "gpu-runs/blog-v1/v1.sample.txt", "gpu-runs/bpe-v10/tokenizer.json", "gpu-runs/bpe-v10.log"]
+    {
         assert!(packed.contains(f), "{f} not in\n{packed}");
     }
-    assert!(!packed.contains("gpu-blog-run/v10.safetensors"), "no weights travel: {packed}");
+    assert!(!packed.contains(".safetensors"), "no weights travel: {packed}");
+}
+
+/// A call whose budget ends before the runs do packs what is done and says so; a second
+/// call (`collect`) waits for the rest and packs them all.
+#[test]
+fn runs_that_outlive_a_call_are_collected_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "runs"), ("GPU_CHECKS_CALL_BUDGET_S", "16"), ("GPU_CHECKS_DRY_STEPS", "301")]);
+    assert!(summary.contains("runs: still running"), "{summary}");
+    let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "collect"), ("GPU_CHECKS_CALL_BUDGET_S", "600")]);
+    assert!(summary.contains("runs: all ended"), "{summary}");
+    let packed = listing(&out.join("blog-runs.tar.gz"));
+    assert!(packed.contains("gpu-runs/bpe-v10/summary.csv") && packed.contains("gpu-runs/blog-v2/summary.csv"), "{packed}");
 }

@@ -77,3 +77,17 @@ fn the_fast_path_matches_pytorch() {
         assert_eq!(report.run_checked, kind != ModelKind::V10, "{kind}");
     }
 }
+
+/// The bench's best-PyTorch side (scripts/best_pytorch.py: fused QKV, SDPA) computes the
+/// blog's V10: its loss at dropout 0 from the same weights is the reference model's (1e-5).
+#[test]
+fn the_best_pytorch_side_is_the_blog_s_v10() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("scripts/best_pytorch.py"))
+        .arg("--check")
+        .output()
+        .expect("the project's Python runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("difference"), "{text}");
+}
