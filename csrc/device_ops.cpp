@@ -70,3 +70,13 @@ at::Tensor* chargpt_blog_layer_norm_ops(const at::Tensor* x, const at::Tensor* g
   });
 }
 }
+
+extern "C" {
+
+// x copied into page-locked host memory (for copies to the GPU that do not wait), or null
+// on a libtorch error (no CUDA, or no page-locked memory to be had). Without a device
+// argument, which libtorch 2.11 warns is deprecated.
+at::Tensor* chargpt_pin_memory(const at::Tensor* x) {
+  return chargpt::guarded<at::Tensor*>(nullptr, [&] { return new at::Tensor(x->pin_memory()); });
+}
+}

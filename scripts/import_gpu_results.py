@@ -8,7 +8,8 @@ results/cuda/ (e.g. 2026-12-04-fc48ccd). The runs are unpacked without weights, 
 path the GPU machine recorded (the corpus's absolute path in run.json and the models'
 JSON, the checkpoint paths in the logs) is made relative to the repository, so that
 nothing of that machine's file system is kept. Each run's progress lines (carriage returns)
-are dropped from its log."""
+are dropped from its log, and so is a libtorch deprecation warning chargpt up to 168f260
+caused at every step."""
 import json
 import pathlib
 import re
@@ -36,9 +37,14 @@ def relative_paths(folder, root):
         text = f.read_text(errors="replace")
         if root:
             text = text.replace(root, "")
+        # The call's output folder on that machine (gpu_checks.sh writes beside it).
+        text = re.sub(r"/(?:root|tmp|home/[\w.-]+)(?:/[\w.-]+)*?/out/(?:\.\./)?", "", text)
         if f.suffix == ".log":
-            # The progress bar's redraws: keep each line's last state.
-            text = "\n".join(line.split("\r")[-1] for line in text.split("\n"))
+            # The progress bar's redraws: keep each line's last state. libtorch's warning
+            # about pin_memory's device argument (chargpt up to 168f260 passed one), which
+            # it printed at every step, goes too.
+            lines = (line.split("\r")[-1] for line in text.split("\n"))
+            text = "\n".join(line for line in lines if "Warning: The argument 'device' of Tensor." not in line)
         f.write_text(text)
 
 

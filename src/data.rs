@@ -201,9 +201,9 @@ impl Dataset {
         let ix = match data.device() {
             // From page-locked memory without waiting: a copy from ordinary memory would
             // make the host wait for the device at every step.
-            gpu @ Device::Cuda(_) => match ix.f_pin_memory(gpu) {
-                Ok(pinned) => pinned.to_device_(gpu, Kind::Int64, true, false),
-                Err(_) => ix.to_device(gpu), // no page-locked memory to be had: the plain copy
+            gpu @ Device::Cuda(_) => match crate::device::pinned(&ix) {
+                Some(pinned) => pinned.to_device_(gpu, Kind::Int64, true, false),
+                None => ix.to_device(gpu), // no page-locked memory to be had: the plain copy
             },
             _ => ix,
         };

@@ -1,7 +1,7 @@
 //! Where a run computes: the CLI's choice (`auto` included) and the recorded device.
 
 use anyhow::{bail, Result};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// `--device`: `auto` is CUDA when libtorch sees a GPU, else the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -164,4 +164,18 @@ impl Gpu {
             cudnn: cudnn.parse().ok()?,
         })
     }
+}
+
+extern "C" {
+    fn chargpt_pin_memory(x: *const torch_sys::C_tensor) -> *mut torch_sys::C_tensor;
+}
+
+/// `x` copied into page-locked host memory, from which a copy to the GPU need not wait;
+/// None where there is none to be had (no CUDA).
+pub fn pinned(x: &Tensor) -> Option<Tensor> {
+    // SAFETY: `x` is a live tensor borrowed for the call; the C++ side catches every
+    // exception and returns a new owned tensor or null.
+    let ptr = unsafe { chargpt_pin_memory(x.as_ptr()) };
+    // SAFETY: a non-null pointer is a new at::Tensor that the returned Tensor now owns.
+    (!ptr.is_null()).then(|| unsafe { Tensor::from_ptr(ptr) })
 }
