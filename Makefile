@@ -45,13 +45,17 @@ reference: $(STAMP)
 	$(PY) scripts/dump_reference.py
 
 # chargpt (faithful, fast) and PyTorch eager side by side, and bf16 autocast of the fast path
-# and of PyTorch for V5, V8, V10 -> results/bench-cpu.csv; the same beside a busy process
-# and beside a copy of themselves -> results/bench-cpu-contention.csv; then criterion's own
-# statistics (target/criterion/). BENCH_ARGS="--device cuda" on a GPU (no contention part there).
+# and of PyTorch for V5, V8, V10 -> bench.csv; the same beside a busy process and beside a
+# copy of themselves -> bench-contention.csv; then criterion's own statistics -> criterion.txt.
+# All into a new folder runs/bench-<date-time>/: committed results (results/) change only by
+# a deliberate copy. BENCH_ARGS="--device cuda" on a GPU (no contention part there).
+BENCH_DIR := runs/bench-$(shell date -u +%Y-%m-%d-%H%M%S)
 bench: build
-	$(PY) scripts/bench.py --bf16-models v5,v8,v10 $(BENCH_ARGS)
-	case "$(BENCH_ARGS)" in *cuda*) ;; *) $(PY) scripts/bench.py --contention ;; esac
-	cargo bench --bench step
+	mkdir -p $(BENCH_DIR)
+	$(PY) scripts/bench.py --bf16-models v5,v8,v10 --out $(BENCH_DIR)/bench.csv $(BENCH_ARGS)
+	case "$(BENCH_ARGS)" in *cuda*) ;; *) $(PY) scripts/bench.py --contention --out $(BENCH_DIR)/bench-contention.csv ;; esac
+	cargo bench --bench step 2>&1 | tee $(BENCH_DIR)/criterion.txt
+	@echo "make bench: results in $(BENCH_DIR) (copy them into results/ to commit them)"
 
 # The mutation table (results/mutants.md): each spec detail changed, and the tests that notice.
 mutants: build

@@ -1,10 +1,11 @@
 """`make bench`: chargpt (faithful and fast) and PyTorch eager side by side, model by
-model, interleaved so that drift of the machine hits both alike. Writes
-results/bench-<device>.csv and prints the table.
+model, interleaved so that drift of the machine hits both alike. Writes --out (default:
+a new runs/bench-<date-time>/bench-<device>.csv, never a committed file) and prints the
+table.
 
 `--contention` (CPU): the same sides alone, beside one busy process (a one-thread
 `while True: pass`), and beside a second copy of themselves, for V5, V8 and V10 and for
-generation; writes results/bench-cpu-contention.csv."""
+generation; writes --out (default: runs/bench-<date-time>/bench-cpu-contention.csv)."""
 import argparse
 import csv
 import io
@@ -12,11 +13,17 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "chargpt"
 # The presets (`--config` names one): the same file chargpt reads.
 PRESETS = json.loads((ROOT / "src" / "presets.json").read_text())
+
+
+def default_out(name):
+    """A new file under runs/, so that a bench never overwrites a committed result."""
+    return ROOT / "runs" / time.strftime("bench-%Y-%m-%d-%H%M%S", time.gmtime()) / name
 
 
 def rows(cmd, timeout=None):
@@ -198,7 +205,7 @@ def main():
             print(f"      bf16 autocast: fast {bf16['fast_bf16']:8.2f} ms  pytorch {bf16['pytorch_bf16']:8.2f} ms  "
                   f"fast bf16 / pytorch fp32 {row['ratio_fast_bf16_pytorch']:.2f}, / pytorch bf16 "
                   f"{row['ratio_fast_bf16_pytorch_bf16']:.2f}", flush=True)
-    out = pathlib.Path(a.out or ROOT / "results" / f"bench-{a.device}.csv")
+    out = pathlib.Path(a.out or default_out(f"bench-{a.device}.csv"))
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -280,7 +287,7 @@ def contention(a):
             print(f"{name:>4} {k:>8}: alone {ms['alone']:8.2f} ms  busy {ms['busy']:8.2f} ms ({row['busy_over_alone']}x)  "
                   f"pair {ms['pair']:8.2f} ms ({row['pair_over_alone']}x)  generation {gen['alone']:.0f} / {gen['busy']:.0f} / "
                   f"{gen['pair']:.0f} chars/s", flush=True)
-    out = pathlib.Path(a.out or ROOT / "results" / "bench-cpu-contention.csv")
+    out = pathlib.Path(a.out or default_out("bench-cpu-contention.csv"))
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(table[0]))

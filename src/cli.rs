@@ -152,8 +152,8 @@ pub(crate) struct TrainArgs {
     pub(crate) out: Option<PathBuf>,
     /// Continue the run in this folder with its recorded settings: finished models are
     /// skipped, the one in progress resumes. Only --steps (to extend), --device,
-    /// --precision, --threads and --data (the run's text, moved: same sha256) may be
-    /// given with it.
+    /// --precision, --threads, --cuda-graphs and --data (the run's text, moved: same
+    /// sha256) may be given with it.
     #[arg(long, conflicts_with = "out")]
     pub(crate) resume: Option<PathBuf>,
     /// Allow writing into an existing run folder, replacing its files.
@@ -245,7 +245,7 @@ impl TrainArgs {
         let given = self.hyperparameter_flags();
         if !given.is_empty() {
             bail!(
-                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device, --precision, --threads and --data (the same text, moved) may be given",
+                "{} cannot be given with --resume: a resumed run keeps the settings in {}; only --steps (to extend it), --device, --precision, --threads, --cuda-graphs and --data (the same text, moved) may be given",
                 given.join(", "),
                 dir.join("run.json").display()
             );

@@ -86,3 +86,28 @@ fn runs_that_outlive_a_call_are_collected_by_the_next() {
     let packed = listing(&out.join("blog-runs.tar.gz"));
     assert!(packed.contains("gpu-runs/bpe-v10/summary.csv") && packed.contains("gpu-runs/blog-v2/summary.csv"), "{packed}");
 }
+
+/// The README's GPU table and docs/RESULTS.md's blog-preset tables are
+/// `scripts/gpu_table.py`'s output for the committed GPU results, line for line.
+#[test]
+fn the_gpu_tables_come_from_the_committed_results() {
+    let root = common::root();
+    let out = Command::new("python3")
+        .arg(root.join("scripts/gpu_table.py"))
+        .arg(root.join("results/cuda/2026-12-04-168f260"))
+        .arg("--first")
+        .arg(root.join("results/cuda/2026-12-04-16f6a6e"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let blocks: Vec<&str> = text.split("\n\n").collect();
+    assert_eq!(blocks.len(), 4, "four blocks: the step table, its rates, the ten models, char against BPE");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let results = std::fs::read_to_string(root.join("docs/RESULTS.md")).unwrap();
+    for (doc, name, wanted) in [(&readme, "README.md", &blocks[..2]), (&results, "docs/RESULTS.md", &blocks[2..])] {
+        for line in wanted.iter().flat_map(|b| b.lines()).filter(|l| !l.trim().is_empty()) {
+            assert!(doc.lines().any(|l| l == line), "{name} lacks the line of scripts/gpu_table.py:\n{line}");
+        }
+    }
+}
