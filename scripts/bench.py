@@ -78,9 +78,8 @@ def main():
     config = a.config or ("blog" if a.device.startswith("cuda") else "cpu")
     dev = "cuda" if a.device.startswith("cuda") else "cpu"
     precision = a.precision or ("tf32" if dev == "cuda" else "fp32")
-    peak_line = subprocess.run([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads), "--precision", precision],
-                               check=True, capture_output=True, text=True).stdout.strip().split(",")
-    peak, threads = float(peak_line[1]), int(peak_line[2])
+    peak_row = rows([BIN, "bench", "--matmul-peak", "--device", dev, "--threads", str(a.threads), "--precision", precision])[0]
+    peak, threads = float(peak_row["matmul_gflops"]), int(peak_row["threads"])
     compile_models = [m for m in a.compile_models.split(",") if m]
     print(f"{precision} matmul peak through libtorch: {peak:.1f} GFLOP/s ({threads} threads); "
           f"{a.rounds} rounds of {a.budget_s}s per side and model, median round", flush=True)

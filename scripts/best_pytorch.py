@@ -26,14 +26,8 @@ import reference as ref  # noqa: E402
 PRESETS = json.loads((pathlib.Path(__file__).resolve().parent.parent / "src" / "presets.json").read_text())
 
 
-class LayerNorm(nn.Module):
-    """The blog's: unbiased std, eps added to the std."""
-
-    def __init__(self, dim, eps=1e-6):
-        super().__init__()
-        self.eps = eps
-        self.gamma = nn.Parameter(torch.ones(dim))
-        self.beta = nn.Parameter(torch.zeros(dim))
+class LayerNorm(ref.LayerNorm):
+    """The blog's (unbiased std, eps added to the std), in fewer kernels than reference.py's."""
 
     def forward(self, x):
         std, mean = torch.std_mean(x, -1, keepdim=True)

@@ -98,12 +98,14 @@ pub fn print_steps(
     Ok(())
 }
 
-/// `chargpt bench --matmul-peak`: the device's matmul rate at `precision`, as one CSV line.
+/// `chargpt bench --matmul-peak`: the device's matmul rate at `precision`, as a CSV row
+/// under its header.
 pub fn print_matmul_peak(device: Device, precision: Precision) {
     let n = if device.is_cuda() { 8192 } else { 2048 };
     let kind = if precision == Precision::Bf16 { Kind::BFloat16 } else { Kind::Float };
     let name = format!("{precision:?}").to_lowercase();
-    println!("matmul_gflops,{:.3},{},{name}", matmul_peak_gflops(device, n, kind), tch::get_num_threads());
+    println!("matmul_gflops,threads,precision");
+    println!("{:.3},{},{name}", matmul_peak_gflops(device, n, kind), tch::get_num_threads());
 }
 
 fn sync(device: Device) {

@@ -273,7 +273,9 @@ pub(crate) struct GenerateArgs {
     /// A file whose text (UTF-8) is the prompt, for long prompts.
     #[arg(long)]
     pub(crate) prompt_file: Option<PathBuf>,
-    /// Characters to generate per sample [default: 500; with --like-training, the run's].
+    /// Characters to generate per sample: characters, not tokens, also with a BPE
+    /// tokenizer (the last token is cut at the count) [default: 500; with
+    /// --like-training, the run's].
     #[arg(long)]
     pub(crate) chars: Option<usize>,
     /// Draw the very sample `train` wrote (vN.sample.txt): from token 1, with the
@@ -375,16 +377,16 @@ pub(crate) struct ModelsArgs {
     pub(crate) preset: Option<Preset>,
     #[command(flatten)]
     pub(crate) sizes: SizeArgs,
-    /// Vocabulary size V [default: that of docs/MODELS.md's table, 84; with --tokenizer,
-    /// the tokenizer's].
-    #[arg(long, conflicts_with = "tokenizer")]
+    /// Vocabulary size V [default: that of docs/MODELS.md's table, 84; with --data, its
+    /// tokenizer's].
+    #[arg(long, conflicts_with_all = ["tokenizer", "data"])]
     pub(crate) vocab_size: Option<i64>,
-    /// The vocabulary of this tokenizer of --data's text: `char` (its characters) or
-    /// `bpe:N` (a BPE trained on its training split, as `train --tokenizer` would).
+    /// How --data's text becomes tokens: `char` (its distinct characters) or `bpe:N` (a BPE
+    /// trained on its training split, as `train --tokenizer` would) [default: char].
     #[arg(long, value_name = "char|bpe:N", requires = "data")]
     pub(crate) tokenizer: Option<TokenizerSpec>,
-    /// The text --tokenizer is made of.
-    #[arg(long, requires = "tokenizer")]
+    /// A text whose vocabulary (by --tokenizer) sets V.
+    #[arg(long)]
     pub(crate) data: Option<PathBuf>,
     /// Print the README's table instead: what each model adds and its parameters with
     /// the blog and the cpu presets' sizes (markdown).

@@ -11,7 +11,7 @@ use chargpt::presets::Preset;
 use chargpt::run_dir::RunDir;
 use chargpt::sample::Sampling;
 use chargpt::train::Stopped;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 mod cli;
 use cli::{BenchArgs, Cli, Command, EvalArgs, GenerateArgs, ModelsArgs, TrainArgs};
@@ -59,9 +59,9 @@ fn cmd_models(args: ModelsArgs) -> Result<()> {
     let mut o = RunConfig::from_preset(preset);
     args.sizes.apply(&mut o);
     let models = if args.models.is_empty() { ModelKind::ALL.to_vec() } else { parse_model_list(&args.models.join(","))? };
-    let vocab_size = match (args.tokenizer, &args.data) {
-        (Some(spec), Some(data)) => chargpt::data::train_tokenizer(spec, &chargpt::data::read_text(data)?)?.len() as i64,
-        _ => args.vocab_size.unwrap_or(84),
+    let vocab_size = match &args.data {
+        Some(data) => chargpt::data::train_tokenizer(args.tokenizer.unwrap_or_default(), &chargpt::data::read_text(data)?)?.len() as i64,
+        None => args.vocab_size.unwrap_or(84),
     };
     if args.markdown {
         let sizes = |p: Preset| RunConfig::from_preset(p).model_config(vocab_size);
@@ -138,7 +138,10 @@ fn exit_on_bad_arguments(e: clap::Error) -> ! {
     let text = e.to_string();
     let head: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
     let first = head.join(" ").trim_start_matches("error: ").trim_end_matches(':').to_string();
-    chargpt::tell!("error: {first}; see `chargpt --help`");
+    // The subcommand's own help where one was named (its flags are listed there).
+    let sub = std::env::args().skip(1).find(|a| !a.starts_with('-')).filter(|a| Cli::command().find_subcommand(a).is_some());
+    let help = sub.map_or("chargpt --help".to_string(), |s| format!("chargpt {s} --help"));
+    chargpt::tell!("error: {first}; see `{help}`");
     std::process::exit(2);
 }
 

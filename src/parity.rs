@@ -65,7 +65,12 @@ pub struct Reference {
 
 impl Reference {
     pub fn open(dir: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(dir.join("manifest.json")).with_context(|| format!("no manifest.json in {}", dir.display()))?;
+        let text = std::fs::read_to_string(dir.join("manifest.json")).with_context(|| {
+            format!(
+                "no manifest.json in {}: run chargpt from the repository's root, or pass --reference DIR (the folder of PyTorch's tensors, reference/ in the repository)",
+                dir.display()
+            )
+        })?;
         let manifest: Manifest = serde_json::from_str(&text)?;
         let excerpt = std::fs::read_to_string(dir.join(&manifest.text))?;
         let data = Dataset::new(&excerpt);

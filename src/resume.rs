@@ -29,6 +29,10 @@ pub struct ResumeState {
     /// How the steps done were computed (absent in files written before chargpt kept it).
     #[serde(default)]
     pub history: Vec<crate::arithmetic::Stretch>,
+    /// (steps done, training seconds) at the last evaluation: the next evaluation's
+    /// tokens/s counts from there, also across a resume (absent in older files).
+    #[serde(default)]
+    pub last_eval: Option<(i64, f64)>,
 }
 
 impl ResumeState {
@@ -44,6 +48,7 @@ impl ResumeState {
             wall_seconds: 0.0,
             adam_steps: HashMap::new(),
             history: Vec::new(),
+            last_eval: Some((0, 0.0)),
         }
     }
 }

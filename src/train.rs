@@ -150,7 +150,7 @@ impl<'a> Trainer<'a> {
             }
         }
         let progress = Progress::new(&kind.to_string(), opts.steps as u64, state.steps_done as u64, "steps", job.verbose);
-        let (wall_before, last_eval) = (state.wall_seconds, (state.steps_done, state.train_seconds));
+        let (wall_before, last_eval) = (state.wall_seconds, state.last_eval.unwrap_or((state.steps_done, state.train_seconds)));
         let threads = match opts.threads {
             Some(Threads::Auto) if !device.is_cuda() => Some(auto_threads_or_fixed(job, &model)),
             other => other,
@@ -352,6 +352,7 @@ impl<'a> Trainer<'a> {
     /// checkpoint (which then lacks this row) resumes into the very same evaluation.
     fn evaluate(&mut self, s: i64) -> Result<bool> {
         self.read_losses()?;
+        self.progress.evaluating();
         let ModelJob { kind, opts, data, .. } = *self.job;
         // Evaluation draws only batch indices, on the CPU generator (dropout is off).
         let before = RngState::try_save(Generator::Cpu)?;
@@ -362,8 +363,11 @@ impl<'a> Trainer<'a> {
             return Ok(false);
         };
         let tokens = (opts.batch_size * opts.block_size) as f64 * (self.state.steps_done - self.last_eval.0) as f64;
-        let tokens_per_s = tokens / (self.state.train_seconds - self.last_eval.1).max(1e-9);
+        // No step since the last evaluation (a resume from a file that does not say when it
+        // was): not measured, rather than 0.
+        let tokens_per_s = if tokens > 0.0 { tokens / (self.state.train_seconds - self.last_eval.1).max(1e-9) } else { f64::NAN };
         self.last_eval = (self.state.steps_done, self.state.train_seconds);
+        self.state.last_eval = Some(self.last_eval);
         let elapsed_s = self.wall_seconds();
         let val_bits_per_char = crate::data::bits_per_char(val_loss, data.chars_per_token(Split::Val));
         self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s, val_bits_per_char });

@@ -521,3 +521,81 @@ fn bench_steps_at_the_batch_size_asked_for() {
     assert!(two[2].parse::<f64>().unwrap() > 0.0, "the floor is measured at that batch size too");
     fails_with(&["bench", "--models", "v5", "--batch-size", "0"], "--batch-size");
 }
+
+/// Without a terminal, a model's last progress line carries its last evaluation (the one
+/// printed just before it) and the latest loss; while an evaluation runs, the line says so
+/// instead of showing the previous evaluation's losses.
+#[test]
+fn the_last_progress_line_shows_the_last_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = ok(&strs(&tiny_train(&dir.path().join("run"), "v10", &["--steps", "41", "--eval-every", "20"])));
+    let eval = r.stdout.lines().find(|l| l.starts_with("v10 step 40:")).expect("the evaluation after step 40");
+    let (train, val) = (eval.split("train loss ").nth(1).unwrap().split(',').next().unwrap(), eval.split("val loss ").nth(1).unwrap());
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("v10 41/41")).collect();
+    // "evaluating" while the evaluation after step 40 runs, then its losses.
+    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    assert!(lines[0].ends_with("| evaluating"), "{}", lines[0]);
+    assert!(lines[1].contains(&format!("eval train {train} val {val}")), "{}\nafter {eval}", lines[1]);
+}
+
+/// The rough edges a newcomer met: a parity run away from reference/ says how to point at
+/// it; `models --data` counts the text's characters without --tokenizer; a bad flag points
+/// to the subcommand's help; `bench --matmul-peak` prints a CSV with its header.
+#[test]
+fn errors_and_outputs_point_where_a_newcomer_looks() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere");
+    fails_with(&["parity", "--reference", missing.to_str().unwrap()], "pass --reference DIR");
+    // The excerpt has 54 distinct characters: V1 is a 54 x 54 table.
+    let r = ok(&["models", "v1", "--data", excerpt().to_str().unwrap()]);
+    assert!(r.stdout.lines().any(|l| l.starts_with("v1") && l.contains(" 2916 ")), "{}", r.stdout);
+    let r = fails_with(&["train", "--bogus"], "unexpected argument '--bogus'");
+    assert!(r.stderr.contains("see `chargpt train --help`"), "{}", r.stderr);
+    assert_eq!(r.code, 2);
+    let r = ok(&["bench", "--matmul-peak", "--device", "cpu"]);
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("matmul_gflops,threads,precision"), "{}", r.stdout);
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert!(row[0].parse::<f64>().unwrap() > 0.0 && row[2] == "fp32", "{row:?}");
+}
+
+/// Every flag README.md and docs/CLI.md name is a flag of chargpt (other programs' flags
+/// excepted: the scripts', on lines that run them, and nanoGPT's, in the first column of
+/// the `sample.py` table), and docs/CLI.md names every flag of every subcommand.
+#[test]
+fn the_docs_and_the_binary_agree_on_every_flag() {
+    let flag = |w: &str| -> Option<String> {
+        let w = w.trim_matches(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        let rest = w.strip_prefix("--")?;
+        (rest.chars().next()?.is_ascii_lowercase() && rest.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            .then(|| w.to_string())
+    };
+    let mut per_command = std::collections::BTreeMap::new();
+    for sub in ["train", "generate", "eval", "models", "plot", "parity", "bench"] {
+        let help = ok(&[sub, "--help"]).stdout;
+        let flags: std::collections::BTreeSet<String> =
+            help.split(|c: char| c.is_whitespace() || c == ',' || c == '=').filter_map(flag).collect();
+        per_command.insert(sub, flags);
+    }
+    let all: std::collections::BTreeSet<&String> = per_command.values().flatten().collect();
+    for doc in ["README.md", "docs/CLI.md"] {
+        let text = fs::read_to_string(common::root().join(doc)).unwrap();
+        for line in text.lines() {
+            if line.contains("scripts/") || line.contains("python") {
+                continue; // the scripts' own flags
+            }
+            let line = if line.starts_with("| `--") { line.splitn(3, '|').nth(2).unwrap_or("") } else { line };
+            for word in line.split(|c: char| c.is_whitespace() || c == '`' || c == '[' || c == ']' || c == '(' || c == '"') {
+                if let Some(f) = flag(word) {
+                    assert!(all.contains(&f), "{doc} names {f}, which no chargpt subcommand has:\n{line}");
+                }
+            }
+        }
+    }
+    let cli = fs::read_to_string(common::root().join("docs/CLI.md")).unwrap();
+    for (sub, flags) in &per_command {
+        for f in flags {
+            assert!(cli.contains(f.as_str()), "docs/CLI.md does not name `chargpt {sub} {f}`");
+        }
+    }
+}

@@ -171,6 +171,14 @@ fn stopped_during_evaluation_or_sampling_resumes_into_the_same_numbers() {
         assert!(first.stderr.contains(&format!("v10 stopped after {steps} steps")), "{phase}: {}", first.stderr);
         ok(&["train", "--resume", out.to_str().unwrap(), "--no-plot"]);
         same_results(&straight, &out, "v10");
+        // The evaluation redone after the resume measured the steps before it.
+        let csv = fs::read_to_string(out.join("v10.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let at = header.iter().position(|h| *h == "tokens_per_s").unwrap();
+        for row in csv.lines().skip(1) {
+            let rate: f64 = row.split(',').nth(at).unwrap().parse().unwrap();
+            assert!(rate.is_finite() && rate > 0.0, "{phase}: tokens/s {rate} in {row}");
+        }
     }
 }
 
