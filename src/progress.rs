@@ -170,21 +170,6 @@ pub fn rate(per_sec: f64) -> String {
     format!("{grouped}/s")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rate;
-
-    #[test]
-    fn rates_read_as_a_person_reads_them() {
-        assert_eq!(rate(40.4857), "40.5/s");
-        assert_eq!(rate(0.26), "0.3/s");
-        assert_eq!(rate(1047.3), "1,047/s");
-        assert_eq!(rate(1234567.0), "1,234,567/s");
-        assert_eq!(rate(100.0), "100/s");
-        assert_eq!(rate(f64::NAN), "");
-    }
-}
-
 /// `println!` that ignores a closed standard output: a training's results are its run
 /// folder, so `chargpt train ... | head -1` must not stop it (println! would panic).
 #[macro_export]
@@ -204,4 +189,19 @@ macro_rules! tell {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn rates_read_as_a_person_reads_them() {
+        assert_eq!(rate(40.4857), "40.5/s");
+        assert_eq!(rate(0.26), "0.3/s");
+        assert_eq!(rate(1047.3), "1,047/s");
+        assert_eq!(rate(1234567.0), "1,234,567/s");
+        assert_eq!(rate(100.0), "100/s");
+        assert_eq!(rate(f64::NAN), "");
+    }
 }
