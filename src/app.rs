@@ -198,6 +198,30 @@ fn say_what_trains(run: &RunDir, opts: &RunConfig, data: &Dataset, chars: usize,
         opts.preset.map_or("custom", Preset::name),
         run.path.display()
     );
+    if let Some(note) = few_evaluations(opts.steps, opts.eval_every, opts.final_eval) {
+        crate::say!("note: {note}");
+    }
+}
+
+/// What to say when the blog's schedule (after step s when s % eval_every == 0 and
+/// s >= eval_every) evaluates fewer than twice in `steps` steps: a loss curve needs more,
+/// and the last evaluation may come well before the end.
+fn few_evaluations(steps: i64, eval_every: i64, final_eval: bool) -> Option<String> {
+    let on_schedule = (steps - 1) / eval_every;
+    if on_schedule >= 2 {
+        return None;
+    }
+    let last = steps - 1;
+    let end = match (last % eval_every == 0, final_eval) {
+        (true, _) => "that is the last step".to_string(),
+        (false, true) => format!("each model is evaluated once more after its last step, {last}, off the schedule"),
+        (false, false) => format!("with --no-final-eval the summary reports that evaluation, not the model after step {last}"),
+    };
+    Some(format!(
+        "--steps {steps} with --eval-every {eval_every} evaluates once on the blog's schedule, after step {eval_every} ({end}); \
+         --steps {} gives two, the last after the last step",
+        2 * eval_every + 1
+    ))
 }
 
 /// The plots (a failure is a warning: the training is done and saved), then where the

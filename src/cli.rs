@@ -162,6 +162,11 @@ pub(crate) struct TrainArgs {
     /// Do not draw plots at the end.
     #[arg(long)]
     pub(crate) no_plot: bool,
+    /// Leave a finished model unevaluated after its last step where the blog's schedule
+    /// (after step s when s % eval-every == 0 and s >= eval-every) did not evaluate it: its
+    /// summary then reports the schedule's last evaluation, of an earlier model.
+    #[arg(long)]
+    pub(crate) no_final_eval: bool,
     /// Implementation of the layers (same parameters, same function) [default: faithful].
     #[arg(long = "impl", value_enum)]
     pub(crate) implementation: Option<Implementation>,
@@ -204,6 +209,7 @@ impl TrainArgs {
             ("--seeds", self.seeds.is_some()),
             ("--impl", self.implementation.is_some()),
             ("--tokenizer", self.tokenizer.is_some()),
+            ("--no-final-eval", self.no_final_eval),
             ("--force", self.force),
         ]
         .into_iter()
@@ -236,6 +242,7 @@ impl TrainArgs {
         o.threads = Some(self.threads.unwrap_or_else(Threads::default_now));
         o.machine = Some(Machine::this(device));
         o.cuda_graphs = self.cuda_graphs;
+        o.final_eval = !self.no_final_eval;
         Ok((o, device))
     }
 

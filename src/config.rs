@@ -66,6 +66,11 @@ pub struct RunConfig {
     /// chargpt kept them).
     #[serde(default)]
     pub machine: Option<Machine>,
+    /// Evaluate each finished model after its last step where the blog's schedule did not
+    /// (`--no-final-eval`: false), so that its summary describes the model it produced.
+    /// Runs recorded before chargpt had it: true.
+    #[serde(default = "yes")]
+    pub final_eval: bool,
     /// This session's `--precision` was given (not saved): on a resume it then overrides
     /// the precision each started model was trained with, which it keeps otherwise.
     #[serde(skip)]
@@ -78,6 +83,10 @@ pub struct RunConfig {
 
 fn fp32() -> Precision {
     Precision::Fp32
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What `chargpt train --resume` may change of a run: everything else is run.json's.
@@ -128,6 +137,7 @@ impl RunConfig {
             machine: None,
             precision_given: false,
             cuda_graphs: false,
+            final_eval: true,
         }
     }
 

@@ -299,6 +299,8 @@ pub fn check_same_seed_run(
         seed,
         preset: None,
         implementation: imp,
+        // The blog's trainer evaluates on its schedule only.
+        final_eval: false,
         ..RunConfig::default()
     };
     let job = ModelJob { kind, opts: &opts, data: &r.data, device: Device::Cpu, run: None, stop: None, verbose: false };

@@ -339,14 +339,23 @@ pub struct EvalRow {
     /// chargpt had it ([`Self::val_bits_per_char`] fills those in for `char`).
     #[serde(default = "nan")]
     pub val_bits_per_char: f64,
+    /// On the blog's schedule (after step s when s % eval_every == 0 and s >= eval_every),
+    /// or false for the evaluation of the finished model after its last step where the
+    /// schedule did not evaluate it (absent from CSVs written before: all scheduled).
+    #[serde(default = "scheduled")]
+    pub scheduled: bool,
 }
 
 fn nan() -> f64 {
     f64::NAN
 }
 
+fn scheduled() -> bool {
+    true
+}
+
 impl EvalRow {
-    pub const HEADER: [&'static str; 6] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s", "val_bits_per_char"];
+    pub const HEADER: [&'static str; 7] = ["step", "train_loss", "val_loss", "elapsed_s", "tokens_per_s", "val_bits_per_char", "scheduled"];
 
     /// Bits per character, for a row of a char run written before chargpt recorded it too.
     pub fn val_bits_per_char(&self) -> f64 {
@@ -364,8 +373,9 @@ pub struct Summary {
     pub parameters: i64,
     pub final_train_loss: f64,
     pub final_val_loss: f64,
-    /// The step after which the final losses were evaluated (the blog's schedule: the last
-    /// multiple of eval_every before the end, not always the last step).
+    /// The step after which the final losses were evaluated: the last step (an evaluation
+    /// off the schedule where the blog's does not reach it), or with `--no-final-eval` the
+    /// last multiple of eval_every before the end.
     #[serde(default)]
     pub final_loss_step: i64,
     pub mean_s_per_step: f64,
@@ -378,6 +388,10 @@ pub struct Summary {
     pub tokenizer: crate::data::TokenizerSpec,
     #[serde(default = "nan")]
     pub chars_per_step: f64,
+    /// Whether the final losses come from the blog's schedule, or from the evaluation after
+    /// the last step that the schedule did not make ([`EvalRow::scheduled`]).
+    #[serde(default = "scheduled")]
+    pub final_loss_scheduled: bool,
 }
 
 impl Summary {
@@ -389,7 +403,7 @@ impl Summary {
         }
     }
 
-    pub const HEADER: [&'static str; 10] = [
+    pub const HEADER: [&'static str; 11] = [
         "model",
         "parameters",
         "final_train_loss",
@@ -400,6 +414,7 @@ impl Summary {
         "final_val_bits_per_char",
         "tokenizer",
         "chars_per_step",
+        "final_loss_scheduled",
     ];
 }
 

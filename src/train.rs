@@ -347,8 +347,8 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    /// The evaluation after step `s`, its row and its checkpoint; false when stopped
-    /// half-way, with the generator put back where the evaluation began, so that the
+    /// The evaluation after step `s`, its row and (on the schedule) its checkpoint; false
+    /// when stopped half-way, with the generator put back where the evaluation began, so that the
     /// checkpoint (which then lacks this row) resumes into the very same evaluation.
     fn evaluate(&mut self, s: i64) -> Result<bool> {
         self.read_losses()?;
@@ -370,12 +370,18 @@ impl<'a> Trainer<'a> {
         self.state.last_eval = Some(self.last_eval);
         let elapsed_s = self.wall_seconds();
         let val_bits_per_char = crate::data::bits_per_char(val_loss, data.chars_per_token(Split::Val));
-        self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s, val_bits_per_char });
+        let scheduled = evaluates_after(s, opts.eval_every);
+        self.state.rows.push(EvalRow { step: s, train_loss, val_loss, elapsed_s, tokens_per_s, val_bits_per_char, scheduled });
         self.progress.set_eval(train_loss, val_loss);
         if self.job.verbose {
-            self.progress.println(&format!("{kind} step {s}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
+            let when = if scheduled { String::new() } else { " (the last step, off the blog's schedule)".to_string() };
+            self.progress.println(&format!("{kind} step {s}{when}: train loss {train_loss:.4}, val loss {val_loss:.4}"));
         }
-        self.save()?;
+        // The evaluation of the finished model comes after the sample: the resume file
+        // keeps the state after the last step, which the sample is drawn again from.
+        if scheduled {
+            self.save()?;
+        }
         Ok(true)
     }
 
@@ -429,6 +435,7 @@ impl<'a> Trainer<'a> {
             final_val_bits_per_char: last.map_or(f64::NAN, EvalRow::val_bits_per_char),
             tokenizer: data.tokenizer.spec(),
             chars_per_step: tokens_per_step * data.chars_per_token(Split::Train),
+            final_loss_scheduled: last.is_none_or(|r| r.scheduled),
         };
         if let Some(run) = run {
             checkpoint::write_atomic(&run.sample(kind), text.as_bytes())?;
@@ -470,11 +477,19 @@ pub fn train_model(job: &ModelJob) -> Result<TrainedModel> {
     if t.state.rows.last().is_none_or(|r| r.step + 1 != t.state.steps_done) {
         t.save()?;
     }
-    match t.sample() {
-        Some(text) => t.finish(text),
+    let Some(text) = t.sample() else {
         // Stopped while sampling: the checkpoint above resumes into the same sample.
-        None => Err(t.stopped()),
+        return Err(t.stopped());
+    };
+    // The finished model, evaluated where the schedule did not: after the sample, so that
+    // its batches change no draw of the training or the sample (the blog's numbers).
+    let last = job.opts.steps - 1;
+    let evaluated = t.state.rows.last().is_some_and(|r| r.step == last);
+    if job.opts.final_eval && t.state.steps_done == job.opts.steps && !evaluated && !t.evaluate(last)? {
+        // Stopped during it: the checkpoint resumes into the same sample and evaluation.
+        return Err(t.stopped());
     }
+    t.finish(text)
 }
 
 /// Trains `opts.models` one after another into `run` (the library side of `chargpt

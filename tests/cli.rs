@@ -20,10 +20,10 @@ fn train_generate_eval_end_to_end() {
     assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,final_loss_step,mean_s_per_step,tokens_per_s"));
     assert_eq!(summary.lines().count(), 4);
     let csv = fs::read_to_string(out.join("v10.csv")).unwrap();
-    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s,val_bits_per_char\n20,"), "{csv}");
+    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s,val_bits_per_char,scheduled\n20,"), "{csv}");
     // With characters, bits per character are the loss over ln 2, exactly.
     for row in csv.lines().skip(1) {
-        let f: Vec<f64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+        let f: Vec<f64> = row.split(',').take(6).map(|x| x.parse().unwrap()).collect();
         assert_eq!(f[5], f[2] / 1.0 / std::f64::consts::LN_2, "{row}");
     }
 
@@ -280,12 +280,48 @@ fn runs_without_an_evaluation_are_refused_and_the_final_step_is_named() {
         fails_with(&strs(&tiny_train(&dir.path().join("no"), "v1", &["--steps", steps, "--eval-every", every])), "never evaluates");
     }
     assert!(!dir.path().join("no").exists(), "refused before anything was written");
+    // One evaluation on the schedule (after step 10): said up front, and the finished
+    // model is evaluated after its last step, 19, marked as off the schedule.
     let out = dir.path().join("run");
     let r = ok(&strs(&tiny_train(&out, "v1", &["--steps", "20", "--eval-every", "10"])));
-    assert!(r.stdout.contains("after step"), "{}", r.stdout);
+    assert!(r.stdout.contains("note: --steps 20 with --eval-every 10 evaluates once"), "{}", r.stdout);
+    assert!(r.stdout.contains("v1 step 19 (the last step, off the blog's schedule)"), "{}", r.stdout);
     let summary = fs::read_to_string(out.join("summary.csv")).unwrap();
     assert!(summary.starts_with("model,parameters,final_train_loss,final_val_loss,final_loss_step,"), "{summary}");
-    assert_eq!(summary.lines().nth(1).unwrap().split(',').nth(4), Some("10"), "{summary}");
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((row[4], row[10]), ("19", "false"), "{summary}");
+    // --no-final-eval: the schedule's last evaluation, after step 10, is the summary's.
+    let out = dir.path().join("scheduled-only");
+    ok(&strs(&tiny_train(&out, "v1", &["--steps", "20", "--eval-every", "10", "--no-final-eval"])));
+    let summary = fs::read_to_string(out.join("summary.csv")).unwrap();
+    let row: Vec<&str> = summary.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!((row[4], row[10]), ("10", "true"), "{summary}");
+}
+
+/// The evaluation of the finished model changes nothing the blog's trainer computes: the
+/// scheduled losses, the sample and the weights equal those of the same run without it,
+/// and it happens once (a run whose last step is on the schedule gets no second one).
+#[test]
+fn the_final_evaluation_leaves_the_training_and_the_sample_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (with, without) = (dir.path().join("with"), dir.path().join("without"));
+    ok(&strs(&tiny_train(&with, "v10", &["--steps", "30", "--eval-every", "20"])));
+    ok(&strs(&tiny_train(&without, "v10", &["--steps", "30", "--eval-every", "20", "--no-final-eval"])));
+    let (a, b) = (common::losses(&with, "v10"), common::losses(&without, "v10"));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[..1], b[..], "the scheduled evaluation");
+    assert_eq!(a[1].0, "29");
+    for f in ["v10.sample.txt", "v10.safetensors"] {
+        assert!(fs::read(with.join(f)).unwrap() == fs::read(without.join(f)).unwrap(), "{f} differs");
+    }
+    // The resume file keeps the generators as they were after the last step, before the
+    // sample and the final evaluation drew: the sample is drawn again from it.
+    let again = ok(&["generate", "--checkpoint", with.join("v10.safetensors").to_str().unwrap(), "--like-training"]);
+    assert_eq!(again.stdout.trim_end(), fs::read_to_string(with.join("v10.sample.txt")).unwrap().trim_end());
+    let on_schedule = dir.path().join("on-schedule");
+    ok(&strs(&tiny_train(&on_schedule, "v10", &["--steps", "41", "--eval-every", "20"])));
+    let rows = common::losses(&on_schedule, "v10");
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["20", "40"]);
 }
 
 /// A plot that cannot be drawn after a finished training is a warning: the run is done.

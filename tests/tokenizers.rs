@@ -113,13 +113,16 @@ fn a_bpe_run_reports_bits_per_character_and_records_its_tokenizer() {
     let chars_per_token = val.chars().count() as f64 / bpe.encode(val).unwrap().len() as f64;
     assert!(chars_per_token > 1.2, "the merges shorten the text: {chars_per_token}");
     let csv = std::fs::read_to_string(run.join("v2.csv")).unwrap();
-    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s,val_bits_per_char\n"), "{csv}");
+    assert!(csv.starts_with("step,train_loss,val_loss,elapsed_s,tokens_per_s,val_bits_per_char,scheduled\n"), "{csv}");
     for row in csv.lines().skip(1) {
-        let f: Vec<f64> = row.split(',').map(|x| x.parse().unwrap()).collect();
+        let f: Vec<f64> = row.split(',').take(6).map(|x| x.parse().unwrap()).collect();
         assert!((f[5] - f[2] / chars_per_token / std::f64::consts::LN_2).abs() < 1e-9, "{row}");
     }
     let summary = std::fs::read_to_string(run.join("summary.csv")).unwrap();
-    assert!(summary.lines().next().unwrap().ends_with(",final_val_bits_per_char,tokenizer,chars_per_step"), "{summary}");
+    assert!(
+        summary.lines().next().unwrap().ends_with(",final_val_bits_per_char,tokenizer,chars_per_step,final_loss_scheduled"),
+        "{summary}"
+    );
     assert!(summary.lines().nth(1).unwrap().contains(",bpe:300,"), "{summary}");
 }
 
