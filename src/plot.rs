@@ -62,6 +62,79 @@ fn fitted(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - pad * span, hi + pad * span)
 }
 
+/// A step axis: from step 0 (training starts there, and one evaluation alone then still
+/// gets a readable axis) to the last step, with `right` of the span free beyond it for the
+/// lines' end labels.
+fn step_axis(steps: impl Iterator<Item = f64>, right: f64) -> (f64, f64) {
+    let last = steps.filter(|v| v.is_finite()).fold(0.0, f64::max).max(1.0);
+    (0.0, last * (1.0 + right))
+}
+
+/// Tick labels with as many decimals as the axis's span needs: "0.2 0.4 0.6", not "0 0 1".
+fn tick_label(span: f64) -> impl Fn(&f64) -> String {
+    let decimals = match span.abs() {
+        s if s >= 20.0 => 0,
+        s if s >= 2.0 => 1,
+        s if s >= 0.2 => 2,
+        _ => 3,
+    };
+    move |x: &f64| format!("{x:.decimals$}")
+}
+
+/// Label heights for line ends at `ys` (ascending): each at least `gap` above the one
+/// below; a group pushed together is centred on its lines' ends, then pushed back up clear
+/// of the group below.
+fn spread(ys: &[f64], gap: f64) -> Vec<f64> {
+    let mut placed: Vec<f64> = Vec::new();
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, &y) in ys.iter().enumerate() {
+        match placed.last() {
+            Some(&below) if y < below + gap => {
+                placed.push(below + gap);
+                groups.last_mut().expect("a group").end = i + 1;
+            }
+            _ => {
+                placed.push(y);
+                groups.push(i..i + 1);
+            }
+        }
+    }
+    for g in groups {
+        let shift = g.clone().map(|i| placed[i] - ys[i]).sum::<f64>() / g.len() as f64;
+        for i in g {
+            placed[i] -= shift;
+        }
+    }
+    for i in 1..placed.len() {
+        placed[i] = placed[i].max(placed[i - 1] + gap);
+    }
+    placed
+}
+
+/// Each model's name at the end of its line, in its colour, moved apart vertically where
+/// lines end close together (V8 and V10 of the cpu preset end 0.01 apart), so that every
+/// line can be told even where another covers it.
+fn end_labels<'a, 'b, DB: DrawingBackend + 'a + 'b>(
+    chart: &'b mut LossChart<'a, DB>,
+    ends: &[(ModelKind, f64, f64)],
+    y: (f64, f64),
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let gap = (y.1 - y.0) * 0.04;
+    let mut ends = ends.to_vec();
+    ends.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let placed = spread(&ends.iter().map(|e| e.2).collect::<Vec<_>>(), gap);
+    let (x0, x1) = (chart.x_range().start, chart.x_range().end);
+    for (&(kind, x, _), y) in ends.iter().zip(placed) {
+        let at = (x + (x1 - x0) * 0.012, y + gap * 0.45);
+        let text = Text::new(kind.to_string().to_uppercase(), at, ("sans-serif", 14).into_font().color(&color(kind)));
+        chart.draw_series(std::iter::once(text)).map_err(|e| anyhow::anyhow!("drawing failed: {e}"))?;
+    }
+    Ok(())
+}
+
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, curves: &[(ModelKind, Vec<EvalRow>)]) -> Result<()>
 where
     DB::ErrorType: 'static,
@@ -69,8 +142,9 @@ where
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("drawing failed: {e}"))?;
     let (left, right) = root.split_horizontally((62).percent_width());
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
-    // Axes fitted to the data: steps from the first evaluation to the last, losses of both splits.
-    let (x0, x1) = fitted(curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.step as f64)), 0.04);
+    // Axes fitted to the data: steps from 0 to the last evaluation (and room for the end
+    // labels), losses of both splits.
+    let (x0, x1) = step_axis(curves.iter().flat_map(|(_, r)| r.iter().map(|r| r.step as f64)), 0.08);
     let (lo, hi) = fitted(curves.iter().flat_map(|(_, r)| r.iter().flat_map(|r| [r.val_loss, r.train_loss])), 0.06);
 
     let mut chart = ChartBuilder::on(&left)
@@ -80,15 +154,19 @@ where
         .y_label_area_size(55)
         .build_cartesian_2d(x0..x1, lo..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("loss").x_label_formatter(&tick_label(x1 - x0)).draw().map_err(err)?;
+    let mut ends = Vec::new();
     for (kind, rows) in curves {
         let color = color(*kind);
         let val: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.val_loss)).collect();
         let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.step as f64, r.train_loss)).collect();
-        chart.draw_series(DashedLineSeries::new(train, 6, 4, color.stroke_width(1))).map_err(err)?;
+        chart.draw_series(DashedLineSeries::new(train.clone(), 6, 4, color.stroke_width(1))).map_err(err)?;
+        // Hollow markers: a run of one evaluation has no train line to see.
+        chart.draw_series(train.into_iter().map(|p| Circle::new(p, 3, color.stroke_width(1)))).map_err(err)?;
+        ends.extend(val.last().map(|&(x, y)| (*kind, x, y)));
         model_line(&mut chart, *kind, val)?;
     }
-    legend(&mut chart)?;
+    end_labels(&mut chart, &ends, (lo, hi))?;
 
     let bars: Vec<Bar> = curves.iter().filter_map(|(k, r)| r.last().map(|r| Bar { kind: *k, loss: r.val_loss, range: None })).collect();
     final_bars(&right, "final val loss", &bars)?;
@@ -256,16 +334,15 @@ where
     let (left, right) = root.split_horizontally((62).percent_width());
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("drawing failed: {e}");
     let all_rows = || models.iter().flat_map(|m| m.runs.iter().flat_map(|(_, rows)| rows.iter()));
-    let (x0, x1) = fitted(all_rows().map(|r| r.step as f64), 0.04);
+    let (x0, x1) = step_axis(all_rows().map(|r| r.step as f64), 0.08);
     let (lo, hi) = fitted(all_rows().map(|r| r.val_loss), 0.06);
-    // Headroom above the curves for the legend (up to ten entries), so that it covers none.
-    let hi = hi + 0.04 * (hi - lo) * models.len() as f64;
     let caption = match seeds {
         1 => "val loss of 1 seed (more seeds: line the mean, band min–max)".to_string(),
         n => format!("val loss over {n} seeds (line: mean, band: min–max, faint: each seed)"),
     };
     let mut chart = chart_on(&left, &caption, (x0, x1), (lo, hi))?;
-    chart.configure_mesh().x_desc("step").y_desc("val loss").x_label_formatter(&|x| format!("{x:.0}")).draw().map_err(err)?;
+    chart.configure_mesh().x_desc("step").y_desc("val loss").x_label_formatter(&tick_label(x1 - x0)).draw().map_err(err)?;
+    let mut ends = Vec::new();
     for m in models {
         let color = color(m.kind);
         let spread = m.val_spread();
@@ -277,9 +354,10 @@ where
             chart.draw_series(LineSeries::new(line, color.mix(0.45).stroke_width(1))).map_err(err)?;
         }
         let mean: Vec<(f64, f64)> = spread.iter().map(|&(x, mean, _, _)| (x, mean)).collect();
+        ends.extend(mean.last().map(|&(x, y)| (m.kind, x, y)));
         model_line(&mut chart, m.kind, mean)?;
     }
-    legend(&mut chart)?;
+    end_labels(&mut chart, &ends, (lo, hi))?;
 
     let bars: Vec<Bar> = models
         .iter()
@@ -406,6 +484,14 @@ fn read_compared(runs: &[std::path::PathBuf], models: &[ModelKind]) -> Result<Ve
             out.push(Compared { label: format!("{} {tokenizer}{seeds}", kind.to_string().to_uppercase()), kind, run: i, points });
         }
     }
+    // Runs of the same tokenizer are told apart by their folders' names.
+    let labels: Vec<String> = out.iter().map(|c| c.label.clone()).collect();
+    for c in &mut out {
+        if labels.iter().filter(|l| **l == c.label).count() > 1 {
+            let folder = runs[c.run].file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned());
+            c.label = format!("{} ({folder})", c.label);
+        }
+    }
     Ok(out)
 }
 
@@ -445,7 +531,7 @@ where
     let hi = hi + 0.035 * (hi - lo) * curves.len() as f64; // room for the legend
     for (area, by_time) in [(&left, false), (&right, true)] {
         let x = |p: &(f64, f64, f64, f64, f64)| if by_time { p.1 } else { p.0 };
-        let (x0, x1) = fitted(points().map(x), 0.03);
+        let (x0, x1) = step_axis(points().map(x), 0.03);
         let caption = if by_time { "val bits per character against wall time" } else { "val bits per character against step" };
         let mut chart = chart_on(area, caption, (x0, x1), (lo, hi))?;
         let x_desc = if by_time { "seconds of training (evaluations included; mean over seeds)" } else { "step" };
@@ -453,7 +539,7 @@ where
             .configure_mesh()
             .x_desc(x_desc)
             .y_desc("val bits per character")
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&tick_label(x1 - x0))
             .draw()
             .map_err(err)?;
         for c in curves {
@@ -464,6 +550,8 @@ where
                 chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled()))).map_err(err)?;
             }
             let line: Vec<(f64, f64)> = c.points.iter().map(|p| (x(p), p.2)).collect();
+            // A marker at each evaluation: a run of one evaluation has no line to see.
+            chart.draw_series(line.iter().map(|&p| Circle::new(p, 2, color.filled()))).map_err(err)?;
             let style = color.stroke_width(2);
             let drawn = match c.run % 3 {
                 0 => chart.draw_series(LineSeries::new(line, style)),
@@ -481,4 +569,40 @@ where
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels of lines ending close together are moved apart, at least `gap`, staying
+    /// centred on their lines; a label alone stays at its line's end.
+    #[test]
+    fn end_labels_never_overlap_and_stay_near_their_lines() {
+        // V9, V10, V8 and V6 of the cpu preset: V10 and V8 end 0.014 apart.
+        let ys = [1.626, 1.691, 1.705, 1.880];
+        let placed = spread(&ys, 0.03);
+        for w in placed.windows(2) {
+            assert!(w[1] - w[0] >= 0.03 - 1e-12, "{placed:?}");
+        }
+        assert_eq!((placed[0], placed[3]), (1.626, 1.880), "labels alone stay: {placed:?}");
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!((mean(&placed[1..3]) - mean(&ys[1..3])).abs() < 1e-12, "the pair is centred: {placed:?}");
+        assert_eq!(spread(&[2.0], 0.1), [2.0]);
+        // A group centred down onto the one below is pushed back clear of it.
+        let placed = spread(&[1.0, 1.15, 1.16, 1.17], 0.1);
+        assert!(placed.windows(2).all(|w| w[1] - w[0] >= 0.1 - 1e-12), "{placed:?}");
+    }
+
+    /// One evaluation still gets a step axis from 0; tick labels carry the decimals the
+    /// span needs (a wall-time axis of under a second is not "0 0 0 1").
+    #[test]
+    fn axes_read_at_any_size() {
+        assert_eq!(step_axis([249.0].into_iter(), 0.0), (0.0, 249.0));
+        assert_eq!(step_axis(std::iter::empty(), 0.0), (0.0, 1.0));
+        let short = tick_label(0.9);
+        assert_eq!((short(&0.2), short(&0.4)), ("0.20".to_string(), "0.40".to_string()));
+        assert_eq!(tick_label(3000.0)(&1250.0), "1250");
+        assert_eq!(tick_label(5.0)(&2.5), "2.5");
+    }
 }

@@ -635,3 +635,29 @@ fn the_docs_and_the_binary_agree_on_every_flag() {
         }
     }
 }
+
+/// Plots a reader can read: two runs of one tokenizer are told apart by their folders; a
+/// wall-time axis under a second has decimals; a run of one evaluation gets a step axis
+/// from 0 and every line its name at its end.
+#[test]
+fn plots_name_their_lines_and_label_their_axes_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("first"), dir.path().join("second"));
+    ok(&strs(&tiny_train(&a, "v1,v10", &["--steps", "30", "--eval-every", "20", "--no-final-eval"])));
+    ok(&strs(&tiny_train(&b, "v1", &["--steps", "41", "--eval-every", "20"])));
+    let svg = dir.path().join("cmp.svg");
+    ok(&["plot", a.to_str().unwrap(), b.to_str().unwrap(), "--compare", svg.to_str().unwrap()]);
+    // An SVG's texts are its lines that are not tags.
+    let texts = |path: &std::path::Path| -> Vec<String> {
+        fs::read_to_string(path).unwrap().lines().filter(|l| !l.starts_with('<')).map(|l| l.trim().to_string()).collect()
+    };
+    let text = texts(&svg);
+    assert!(text.iter().any(|t| t == "V1 char (first)") && text.iter().any(|t| t == "V1 char (second)"), "runs told apart: {text:?}");
+    assert!(text.iter().any(|t| t == "0.10" || t == "0.20"), "a sub-second wall-time axis has decimals: {text:?}");
+    // The one-evaluation run's own plot: an axis from step 0, and each line named.
+    ok(&["plot", a.to_str().unwrap()]);
+    let own = texts(&a.join("loss.svg"));
+    for t in ["0", "V1", "V10"] {
+        assert!(own.iter().any(|x| x == t), "{t} missing: {own:?}");
+    }
+}
