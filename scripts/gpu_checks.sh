@@ -200,7 +200,7 @@ pack_runs() {
 # Waits until the runs end or the call's budget is spent (less 15 s to pack), then packs.
 wait_for_runs() {
   while [ ! -e "$RUNS/ALL_DONE" ] && [ "$(elapsed)" -lt $(( CALL_BUDGET_S - 15 )) ]; do
-    sleep 5
+    sleep 1
   done
   pack_runs
   if [ -e "$RUNS/ALL_DONE" ]; then

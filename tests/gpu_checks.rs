@@ -79,7 +79,7 @@ fn the_gpu_checks_rehearse_on_the_cpu() {
 fn runs_that_outlive_a_call_are_collected_by_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "runs"), ("GPU_CHECKS_CALL_BUDGET_S", "16"), ("GPU_CHECKS_DRY_STEPS", "301")]);
+    let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "runs"), ("GPU_CHECKS_CALL_BUDGET_S", "16"), ("GPU_CHECKS_DRY_STEPS", "3001")]);
     assert!(summary.contains("runs: still running"), "{summary}");
     let summary = gpu_checks(&out, &[("GPU_CHECKS_PHASES", "collect"), ("GPU_CHECKS_CALL_BUDGET_S", "600")]);
     assert!(summary.contains("runs: all ended"), "{summary}");
