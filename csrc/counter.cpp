@@ -4,19 +4,19 @@
 // that other threads' work is not counted. Counting sessions must not overlap (the Rust
 // side holds a lock). From them:
 //
-// - ops: every op dispatched, views and composites included;
-// - launches: the ops that would launch a kernel on a GPU. An op launches when it is not a
-//   view or metadata op and none of the ops it calls launches (a composite such as
-//   `linear` launches through its `addmm`; an `addmm` whose CPU code resizes its output
-//   still launches). A few ops are one kernel on CUDA but call other ops in their CPU
-//   code (dropout's fused kernel, the multi-tensor optimiser ops, fused attention): they
-//   count once, and what they call does not count;
-// - host syncs: where the host waits for the device: a tensor's value read
-//   (`_local_scalar_dense`, behind `item`), a blocking copy between host and device memory,
-//   and ops whose output size depends on device data (`nonzero`).
+// - ops: the ops chargpt and the autograd engine's nodes dispatch (not those an op calls
+//   in its own code);
+// - launches: those of them that launch a kernel on a GPU: not a view or metadata op (or a
+//   composite that resolves to views, as `reshape` often does), and running a kernel itself
+//   or through what it calls. Each counts once, as on CUDA, whatever its CPU code calls
+//   (an `addmm` that copies its bias first, a fused optimiser that loops over tensors);
+// - host syncs: where the host waits for the device: a value chargpt reads (`item`, behind
+//   it `_local_scalar_dense`), a blocking copy between host and device memory, and ops
+//   whose output size depends on device data (`nonzero`).
 //
-// The counts are of the code that runs; on the CPU they are what its CUDA form would launch
-// when the same ops run there (a test holds the budgets).
+// On the CPU the counts are those of the code that CUDA runs, op for op, except where
+// libtorch picks another kernel by device: its CPU attention with dropout is a composite
+// of several ops each way, where CUDA runs one fused kernel.
 // libtorch is built with NDEBUG, so its RecordFunction never marks inputs valid; without
 // NDEBUG here too, the header's debug-only check would refuse every inputs() call.
 #ifndef NDEBUG

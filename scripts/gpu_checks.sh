@@ -83,7 +83,7 @@ RUNS=${GPU_CHECKS_RUNS_DIR:-target/gpu-runs}
 mkdir -p "$OUT"
 LOG="$OUT/checks.txt"
 SUMMARY="$OUT/summary.txt"
-# Each call reports on itself (the files of an earlier call have been fetched by then).
+# Each invocation writes its own logs (copy an earlier one's away first).
 : >"$LOG"
 : >"$SUMMARY"
 
@@ -197,7 +197,7 @@ pack_runs() {
     | tar -czf - --null -T -) >"$OUT/blog-runs.tar.gz.tmp" && mv "$OUT/blog-runs.tar.gz.tmp" "$OUT/blog-runs.tar.gz"
 }
 
-# Waits until the runs end or the call's budget is spent (less 15 s to pack), then packs.
+# Waits until the runs end or GPU_CHECKS_CALL_BUDGET_S is spent (less 15 s to pack), then packs.
 wait_for_runs() {
   while [ ! -e "$RUNS/ALL_DONE" ] && [ "$(elapsed)" -lt $(( CALL_BUDGET_S - 15 )) ]; do
     sleep 1

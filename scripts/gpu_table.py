@@ -1,5 +1,5 @@
-"""The README's GPU tables (and docs/RESULTS.md's), from one GPU call's folder under
-results/cuda/ (scripts/import_gpu_results.py), and the first call's for the one side it
+"""The README's GPU tables (and docs/RESULTS.md's), from one GPU run's folder under
+results/cuda/ (scripts/import_gpu_results.py), and the first run's for the one side it
 alone measured (torch.compile of the blog's code). Markdown on stdout.
 
     python3 scripts/gpu_table.py results/cuda/2026-12-04-168f260 --first results/cuda/2026-12-04-16f6a6e
@@ -29,8 +29,8 @@ def ms(x):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("call", help="a GPU call's folder under results/cuda/")
-    ap.add_argument("--first", required=True, help="the first call's folder (torch.compile of the blog's code)")
+    ap.add_argument("call", help="a GPU run's folder under results/cuda/")
+    ap.add_argument("--first", required=True, help="the first GPU run's folder (torch.compile of the blog's code)")
     a = ap.parse_args(argv)
     call, first = pathlib.Path(a.call), pathlib.Path(a.first)
     tf32, bf16 = v10(call / "bench-cuda-tf32.csv"), v10(call / "bench-cuda-bf16.csv")
@@ -50,7 +50,7 @@ def main(argv=None):
     for name, key, launches in rows:
         n = f"{int(tf32[launches]):,}" if launches else ""
         print(f"| {name} | {ms(tf32[key])} | {ms(bf16[key])} | {n} |")
-    print(f"| `torch.compile`, the blog's code (first call, {first.name.split('-')[-1]}) | {ms(blog_compile)} | — | |")
+    print(f"| `torch.compile`, the blog's code (first GPU run, {first.name.split('-')[-1]}) | {ms(blog_compile)} | — | |")
     print()
     for label, row in (("TF32", tf32), ("bf16", bf16)):
         tokens = 64 * 256 / (float(row["graphs_ms_per_step"]) / 1e3)

@@ -1,6 +1,6 @@
 //! CUDA Graphs for the fast path's training step (`--cuda-graphs`): after a few eager
 //! steps on a side stream, one step (forward, backward, fused AdamW) is captured into a
-//! graph (`csrc/cuda_graph.cpp`) and every later step is that graph replayed on new
+//! graph (`csrc/cuda.cpp`) and every later step is that graph replayed on new
 //! batches. The host then issues a handful of launches a step instead of hundreds, so a
 //! step costs what its kernels cost on the GPU. Where capture is not possible the step
 //! stays eager, and a line says why.

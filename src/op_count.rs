@@ -16,7 +16,8 @@ extern "C" {
 /// The counts of one piece of work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpCount {
-    /// Every ATen op dispatched, views and composites included.
+    /// The ATen ops chargpt and the autograd engine dispatch, views included (not the ops
+    /// they call in their own code).
     pub ops: i64,
     /// The ops that launch a kernel on a GPU.
     pub launches: i64,

@@ -168,15 +168,11 @@ impl AdamW {
                 Update::Fused => {
                     // The device count is made (again) where it does not hold the count
                     // before this step: the first step, or a state loaded since.
-                    let (count, held) = self
-                        .device_steps
-                        .entry(name.clone())
-                        .and_modify(|e| {
-                            if e.1 != st.step - 1 {
-                                *e = (Tensor::full([], (st.step - 1) as f64, (tch::Kind::Float, p.device())), st.step - 1);
-                            }
-                        })
-                        .or_insert_with(|| (Tensor::full([], (st.step - 1) as f64, (tch::Kind::Float, p.device())), st.step - 1));
+                    let before = st.step - 1;
+                    let (count, held) = self.device_steps.entry(name.clone()).or_insert_with(|| (Tensor::new(), -1));
+                    if *held != before {
+                        *count = Tensor::full([], before as f64, (tch::Kind::Float, p.device()));
+                    }
                     *held = st.step;
                     device_steps.push(count.as_mut_ptr());
                     together.push((p.as_mut_ptr(), st.exp_avg.as_mut_ptr(), st.exp_avg_sq.as_mut_ptr(), st.step));

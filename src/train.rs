@@ -324,13 +324,13 @@ impl<'a> Trainer<'a> {
             return Ok(());
         }
         let t0 = Instant::now();
-        let values = Vec::<f32>::try_from(Tensor::stack(&self.unread, 0).to_device(Device::Cpu))
+        // As `double_value` read each loss before: exactly, whatever its dtype.
+        let values = Vec::<f64>::try_from(Tensor::stack(&self.unread, 0).to_kind(tch::Kind::Double).to_device(Device::Cpu))
             .context("reading the training losses from the device")?;
         self.state.train_seconds += t0.elapsed().as_secs_f64();
         let first = self.state.steps_done - self.unread.len() as i64;
         self.unread.clear();
         for (i, &loss) in values.iter().enumerate() {
-            let loss = loss as f64;
             if !loss.is_finite() {
                 self.progress.finish();
                 let s = first + i as i64;

@@ -1,7 +1,7 @@
 //! `scripts/gpu_checks.sh` rehearsed on the CPU (GPU_CHECKS_DRY=1): every phase runs through
-//! the same code paths, file names and packing as on a GPU machine, so that the one call a
-//! lent GPU allows is not spent finding a typo. Runs that outlive one call are collected
-//! by the next.
+//! the same code paths, file names and packing as on a GPU machine, so that time on a GPU
+//! machine is not spent finding a typo. Runs that outlive one invocation are collected by
+//! the next (`GPU_CHECKS_PHASES=collect`).
 
 mod common;
 use std::path::Path;

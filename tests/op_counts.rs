@@ -1,16 +1,20 @@
 //! What a training step costs on a GPU, counted on the CPU (`chargpt::op_count`): on a GPU
 //! a step's time is mostly one launch per op and every wait for the device, so these
-//! counts are held here, where no GPU is, and measured on one when it is lent
+//! counts are held here, where no GPU is, and measured on one when there is one
 //! (results/cuda/). The GPU form of the fast path (`Kernels::Gpu`) is what CUDA runs; on
 //! the CPU its attention with dropout falls back to libtorch's composite, which launches
 //! more than CUDA's one fused kernel each way (the budget below includes that).
 
+mod common;
+
+use chargpt::data::Dataset;
 use chargpt::fast::Kernels;
 use chargpt::layers::{Compute, Config};
 use chargpt::model_kind::ModelKind;
 use chargpt::models::Model;
 use chargpt::op_count::{count, OpCount};
 use chargpt::optim::{AdamW, AdamWConfig, Update};
+use chargpt::train::{train_model, ModelJob};
 use tch::{Device, Kind, Tensor};
 
 /// The blog's structure (6 layers of 6 heads) at small widths: counts do not depend on sizes.
@@ -84,4 +88,21 @@ fn the_faithful_update_launches_per_parameter_on_the_cpu_and_once_per_op_on_cuda
     let (_, foreach) = count_step(ModelKind::V10, Compute::Faithful, Update::Foreach);
     assert_eq!(single.launches, 8 * updated, "{single:?} for {updated} parameters");
     assert_eq!(foreach.launches, 8, "{foreach:?}");
+}
+
+/// The trainer reads its losses now and then, not at every step: every half second and at
+/// each evaluation, far fewer times than a 201-step run takes steps. Each read is one
+/// `stack` of the losses since the last (on the CPU the copy to the host is no op, so the
+/// read shows as that `stack`; on CUDA it is also a host sync).
+#[test]
+fn the_trainer_reads_the_loss_now_and_then_not_at_every_step() {
+    let _turn = chargpt::rng::lock();
+    let data = Dataset::new(&common::excerpt_text());
+    let opts = chargpt::config::RunConfig { steps: 201, eval_steps: 2, ..common::small_options(201, 3, 1e-2) };
+    let job = ModelJob { kind: ModelKind::V10, opts: &opts, data: &data, device: Device::Cpu, run: None, stop: None, verbose: false };
+    let (trained, counts, names) = count(|| train_model(&job).unwrap()).unwrap();
+    assert_eq!(trained.losses.len(), 201, "every step's loss is read, in the end");
+    let reads: i64 = names.lines().filter_map(|l| l.strip_suffix(" aten::stack")).map(|n| n.parse::<i64>().unwrap()).sum();
+    assert!((1..100).contains(&reads), "{reads} reads of the losses in 201 steps:\n{names}");
+    assert!(counts.host_syncs < 100, "{counts:?} for 201 steps");
 }
